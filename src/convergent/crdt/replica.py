@@ -1,0 +1,128 @@
+"""`Replica`: one copy of a CRDT state, with an outbox of deltas and change subscribers.
+
+Local mutations are joined into the state at once and into the *outbox*, a delta-group
+(the join of deltas not yet shipped, Almeida et al. 2018, algorithm 2). Remote deltas are
+joined into the state and, by default, into the outbox too, so a replica relays what it
+learns (transitive propagation). Joins are idempotent, so shipping a group twice is harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from convergent.crdt.base import Actor, Crdt
+from convergent.crdt.causal import ReplicaId, new_replica_id
+from convergent.crdt.clock import HybridLogicalClock
+
+S = TypeVar("S", bound=Crdt)
+
+
+@dataclass(frozen=True)
+class Change(Generic[S]):
+    """What a subscriber is told: the delta that changed the state and where it came from."""
+
+    delta: S
+    local: bool
+
+
+class Subscription:
+    """A removable handle, like ``torch.utils.hooks.RemovableHandle``."""
+
+    __slots__ = ("_remove",)
+
+    def __init__(self, remove: Callable[[], None]) -> None:
+        self._remove = remove
+
+    def remove(self) -> None:
+        """Stop notifying this subscriber (idempotent)."""
+        self._remove()
+        self._remove = lambda: None
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+
+class Replica(Generic[S]):
+    """A replica of one CRDT state.
+
+    Example:
+        >>> from convergent.crdt import AWSet
+        >>> a, b = Replica(AWSet.initial()), Replica(AWSet.initial())
+        >>> a.update(AWSet.add, "x")
+        >>> b.update(AWSet.add, "y")
+        >>> b.receive(a.take_outbox()); a.receive(b.take_outbox())
+        >>> sorted(a.state), a.state == b.state
+        (['x', 'y'], True)
+    """
+
+    def __init__(
+        self,
+        state: S,
+        replica_id: ReplicaId | None = None,
+        clock: HybridLogicalClock | None = None,
+    ) -> None:
+        self.state = state
+        self.actor = Actor(
+            replica_id if replica_id is not None else new_replica_id(),
+            clock if clock is not None else HybridLogicalClock(),
+        )
+        self._outbox: list[S] = []
+        self._subscribers: dict[int, Callable[[Change[S]], None]] = {}
+        self._next_handle = 0
+
+    @property
+    def id(self) -> ReplicaId:
+        return self.actor.replica
+
+    def update(self, mutator: Callable[..., S], *args: Any, **kwargs: Any) -> None:
+        """Run ``mutator(state, *args, by=actor, **kwargs)``, join its delta, ship it later."""
+        delta = mutator(self.state, *args, by=self.actor, **kwargs)
+        self.state.join_inplace(delta)
+        self._stage(delta)
+        self._notify(Change(delta, local=True))
+
+    def mutate(self, mutator: Callable[..., S], *args: Any, **kwargs: Any) -> S:
+        """Like `update`, returning the delta (for callers that ship it themselves)."""
+        delta = mutator(self.state, *args, by=self.actor, **kwargs)
+        self.state.join_inplace(delta)
+        self._stage(delta)
+        self._notify(Change(delta, local=True))
+        return delta
+
+    def receive(self, delta: S, *, relay: bool = True) -> None:
+        """Join a delta (or a whole state) from another replica."""
+        self.state.join_inplace(delta)
+        if relay:
+            self._stage(delta)
+        self._notify(Change(delta, local=False))
+
+    def _stage(self, delta: S) -> None:
+        # Deltas are immutable once made, so keep references and form the group when it is
+        # taken: a burst of edits costs one join each, not two.
+        self._outbox.append(delta)
+
+    def take_outbox(self) -> S | None:
+        """The delta-group accumulated since the last call (``None`` if nothing changed)."""
+        if not self._outbox:
+            return None
+        deltas, self._outbox = self._outbox, []
+        group = deltas[0].copy()
+        for d in deltas[1:]:
+            group.join_inplace(d)
+        return group
+
+    def subscribe(self, callback: Callable[[Change[S]], None]) -> Subscription:
+        """Call ``callback(change)`` after every local or remote change."""
+        handle = self._next_handle
+        self._next_handle += 1
+        self._subscribers[handle] = callback
+        return Subscription(lambda: self._subscribers.pop(handle, None) and None)
+
+    def _notify(self, change: Change[S]) -> None:
+        for callback in list(self._subscribers.values()):
+            callback(change)
