@@ -17,6 +17,7 @@ unique, no key maps to an empty store, no count exceeds the bytes that remain.
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any, TypeVar
 
 import numpy as np
@@ -50,7 +51,7 @@ from convergent.crdt.dotstore import (
     sort_rows,
 )
 from convergent.crdt.values import key_order
-from convergent.errors import InvalidError, UnsupportedVersionError
+from convergent.errors import InvalidError, TruncatedError, UnsupportedVersionError
 
 T = TypeVar("T", bound=Crdt)
 
@@ -261,7 +262,7 @@ def read_context(r: Reader) -> tuple[CausalContext, list[int]]:
     """Inverse of `write_context`."""
     n = r.count(9)
     table = [int.from_bytes(r.raw(8), "big") for _ in range(n)]
-    if any(b <= a for a, b in zip(table, table[1:], strict=False)):
+    if any(b <= a for a, b in pairwise(table)):
         raise InvalidError("replica ids in a context must be strictly increasing")
     ctx = CausalContext()
     for rid in table:
@@ -275,7 +276,15 @@ def read_context(r: Reader) -> tuple[CausalContext, list[int]]:
 # -- flat dot stores (AWSet, ORMap of registers, MVRegister) ------------------------------
 
 
-def _flat_rows(m: DotMap) -> tuple[NDArray[Any] | list[Any], NDArray[np.uint64], NDArray[np.uint64], NDArray[np.int64] | None, NDArray[Any] | list[Any] | None]:
+def _flat_rows(
+    m: DotMap,
+) -> tuple[
+    NDArray[Any] | list[Any],
+    NDArray[np.uint64],
+    NDArray[np.uint64],
+    NDArray[np.int64] | None,
+    NDArray[Any] | list[Any] | None,
+]:
     """Rows of a flat dot map, each column as numpy where possible (not yet in dot order)."""
     if not m.overlay and m.block is not None:
         b = m.block.compacted()
@@ -290,7 +299,9 @@ def _take(col: NDArray[Any] | list[Any], order: NDArray[np.intp]) -> NDArray[Any
     return [col[i] for i in order.tolist()]
 
 
-def _write_dots(w: Writer, table: list[int], reps: NDArray[np.uint64], ctrs: NDArray[np.uint64]) -> None:
+def _write_dots(
+    w: Writer, table: list[int], reps: NDArray[np.uint64], ctrs: NDArray[np.uint64]
+) -> None:
     """Dots (already in dot order) as intervals per replica of the table."""
     tab = np.array(table, dtype=np.uint64)
     idx = np.searchsorted(tab, reps)
@@ -307,14 +318,18 @@ def _write_dots(w: Writer, table: list[int], reps: NDArray[np.uint64], ctrs: NDA
         _write_intervals(w, list(zip(los, his, strict=True)))
 
 
-def _read_dots(r: Reader, table: list[int], ctx: CausalContext) -> tuple[NDArray[np.uint64], NDArray[np.uint64]]:
+def _read_dots(
+    r: Reader, table: list[int], ctx: CausalContext
+) -> tuple[NDArray[np.uint64], NDArray[np.uint64]]:
     per: list[list[tuple[int, int]]] = [_read_intervals(r) for _ in table]
     total = sum(hi - lo + 1 for ivs in per for lo, hi in ivs)
     # Every row costs at least one byte in a later column: bound before allocating.
     if total > r.limit_items:
         raise InvalidError(f"{total} rows exceed the limit of {r.limit_items}")
     if total > r.remaining:
-        raise wire.TruncatedError(f"{total} rows need at least {total} more bytes", needed=total - r.remaining)
+        raise TruncatedError(
+            f"{total} rows need at least {total} more bytes", needed=total - r.remaining
+        )
     reps = np.empty(total, dtype=np.uint64)
     ctrs = np.empty(total, dtype=np.uint64)
     at = 0
@@ -344,7 +359,9 @@ def write_flat(w: Writer, m: DotMap, table: list[int], keyed: bool = True) -> No
         write_column(w, _take(vals, order))
 
 
-def read_flat(r: Reader, kind: LeafKind, table: list[int], ctx: CausalContext, keyed: bool = True) -> DotMap:
+def read_flat(
+    r: Reader, kind: LeafKind, table: list[int], ctx: CausalContext, keyed: bool = True
+) -> DotMap:
     """Inverse of `write_flat`."""
     at = r.pos
     n = r.count(1)
@@ -366,7 +383,9 @@ def read_flat(r: Reader, kind: LeafKind, table: list[int], ctx: CausalContext, k
     klist = keys.tolist()
     if kind is REGISTER_LEAF:
         assert hlcs is not None and vals is not None
-        for k, rr, c, h, v in zip(klist, reps.tolist(), ctrs.tolist(), hlcs.tolist(), vals.tolist(), strict=True):
+        for k, rr, c, h, v in zip(
+            klist, reps.tolist(), ctrs.tolist(), hlcs.tolist(), vals.tolist(), strict=True
+        ):
             by_key.setdefault(k, {})[Dot(rr, c)] = (h, v)
         for k, store in by_key.items():
             m.put(k, store)
@@ -418,7 +437,9 @@ def write_store(w: Writer, m: DotMap, table: list[int]) -> None:
         write_store(w, m.overlay[k] if k in m.overlay else m.get(k), table)
 
 
-def read_store(r: Reader, kind: LeafKind, table: list[int], ctx: CausalContext, seen: set[Dot], depth: int = 0) -> DotMap:
+def read_store(
+    r: Reader, kind: LeafKind, table: list[int], ctx: CausalContext, seen: set[Dot], depth: int = 0
+) -> DotMap:
     """Inverse of `write_store`; ``seen`` collects dots to reject duplicates across keys."""
     if not isinstance(kind, MapLeaf):
         m = read_flat(r, kind, table, ctx)
@@ -583,7 +604,7 @@ def _read_applog(r: Reader) -> AppendLog:
             if n == 0 or start <= end + 0 or (segs and start <= end):
                 raise InvalidError("AppendLog segments must be non-empty, sorted and apart")
             if n > r.limit_items or n * max(1, len(fields)) > r.remaining:
-                raise wire.TruncatedError(f"segment of {n} rows is longer than the input")
+                raise TruncatedError(f"segment of {n} rows is longer than the input")
             cols: dict[str, NDArray[Any]] = {}
             for name, dtype in fields:
                 if dtype == "i8":
@@ -634,7 +655,7 @@ def _write_rga(w: Writer, s: RGA) -> None:
 def _read_rga(r: Reader) -> RGA:
     nt = r.count(8)
     table = [int.from_bytes(r.raw(8), "big") for _ in range(nt)]
-    if any(b <= a for a, b in zip(table, table[1:], strict=False)):
+    if any(b <= a for a, b in pairwise(table)):
         raise InvalidError("RGA replica table must be strictly increasing")
 
     def rid_at(i: int) -> int:
@@ -694,7 +715,9 @@ def encode(state: Crdt) -> bytes:
     return bytes(out)
 
 
-def decode(data: bytes | bytearray | memoryview, *, limit_items: int = wire.DEFAULT_LIMIT_ITEMS) -> Crdt:
+def decode(
+    data: bytes | bytearray | memoryview, *, limit_items: int = wire.DEFAULT_LIMIT_ITEMS
+) -> Crdt:
     """Decode one state; raises only `DecodeError` subclasses on bad input."""
     r = Reader(data, limit_items)
     raw_tag = r.byte()
@@ -702,15 +725,9 @@ def decode(data: bytes | bytearray | memoryview, *, limit_items: int = wire.DEFA
     try:
         tag = Tag(raw_tag)
     except ValueError:
-        raise UnsupportedVersionError(
-            f"unknown type tag 0x{raw_tag:02x}: written by a newer convergent? "
-            f"this build knows tags {', '.join(f'0x{t:02x}' for t in Tag)}"
-        ) from None
+        raise UnsupportedVersionError("type tag", raw_tag, [int(t) for t in Tag]) from None
     if version != VERSIONS[tag]:
-        raise UnsupportedVersionError(
-            f"{tag.name} format version {version} is not supported "
-            f"(this build reads version {VERSIONS[tag]})"
-        )
+        raise UnsupportedVersionError(f"{tag.name} format version", version, VERSIONS[tag])
     try:
         state = _decode_body(r, tag)
     except (ValueError, OverflowError, TypeError, KeyError, IndexError) as exc:

@@ -88,6 +88,14 @@ _CONT_WORDS: Final = tuple(
 _KEEP_WORDS: Final = tuple(
     int.from_bytes(b"\x7f" * min(n, 8), "little") for n in range(_U64_VARINT_BYTES + 1)
 )
+# Indexed by varint length: which of bytes 0-7 and 8-15 of a 16-byte row are
+# part of the varint, as 0x01 flags (so the words view as numpy bools).
+_KEEP_LO_FLAGS: Final = tuple(
+    int.from_bytes(b"\x01" * min(n, 8), "little") for n in range(_U64_VARINT_BYTES + 1)
+)
+_KEEP_HI_FLAGS: Final = tuple(
+    int.from_bytes(b"\x01" * max(n - 8, 0), "little") for n in range(_U64_VARINT_BYTES + 1)
+)
 # Masks for moving 7-bit groups between packed bits and bytes, in three
 # doubling steps (28 -> 14 -> 7 bits per lane) instead of eight shifts.
 _M56: Final = np.uint64((1 << 56) - 1)
@@ -445,34 +453,46 @@ def _as_i64(a: npt.ArrayLike, what: str) -> NDArray[np.int64]:
 
 def _varint_lengths(u: NDArray[np.uint64], top: int | None = None) -> NDArray[np.int64]:
     """LEB128 length of each value; ``top`` is ``u.max()`` if already known."""
+    lengths = np.ones(u.shape, dtype=np.int64)
     if u.size == 0:
-        return np.ones(0, dtype=np.int64)
+        return lengths
     if top is None:
         top = int(u.max())
-    if top >= 1 << 21:
-        # One binary search beats nine comparison passes once values are large.
-        thresholds = np.array(_GROUP_THRESHOLDS, dtype=np.uint64)
-        found = np.searchsorted(thresholds, u, side="right")
-        return found.astype(np.int64) + 1
-    lengths = np.ones(u.shape, dtype=np.int64)
+    # Two cheap comparison passes settle the common small values; the rarer
+    # large ones get one binary search over the remaining thresholds.
     if top >= 1 << 7:
         lengths += u >= np.uint64(1 << 7)
     if top >= 1 << 14:
         lengths += u >= np.uint64(1 << 14)
+    if top >= 1 << 21:
+        big = np.flatnonzero(u >= np.uint64(1 << 21))
+        thresholds = np.array(_GROUP_THRESHOLDS, dtype=np.uint64)
+        lengths[big] = np.searchsorted(thresholds, u[big], side="right") + 1
     return lengths
 
 
-def _unaligned_words(arr: NDArray[np.uint8]) -> NDArray[np.uint64]:
-    """Little-endian uint64 view of ``arr`` starting at every byte offset (no copy).
+def _scatter_varints(
+    out: NDArray[np.uint8],
+    starts: NDArray[np.int64],
+    u: NDArray[np.uint64],
+    lengths: NDArray[np.int64],
+) -> None:
+    """Write LEB128 of ``u[i]`` at ``out[starts[i]:starts[i] + lengths[i]]``.
 
-    ``words[i]`` is ``arr[i:i + 8]``; this lets one gather/scatter move the
-    first eight bytes of every varint at once.
+    Byte k of every varint at once, dropping rows as their varints end: cheap
+    when most varints are one byte long, and valid for any layout of ``starts``.
     """
-    count = max(arr.size - 7, 0)
-    words: NDArray[np.uint64] = np.ndarray(
-        shape=(count,), dtype=np.dtype("<u8"), buffer=arr, offset=0, strides=(1,)
-    )
-    return words
+    idx, vals, lens = starts, u, lengths
+    k = 1
+    while idx.size:
+        more = lens > k
+        out[idx] = (vals.astype(np.uint8) & np.uint8(0x7F)) | (more.view(np.uint8) << np.uint8(7))
+        if not more.any():
+            break
+        idx = idx[more] + 1
+        vals = vals[more] >> np.uint64(7)
+        lens = lens[more]
+        k += 1
 
 
 def _spread7(u: NDArray[np.uint64]) -> NDArray[np.uint64]:
@@ -490,41 +510,32 @@ def _gather7(x: NDArray[np.uint64]) -> NDArray[np.uint64]:
     return (x & _G28_LO) | ((x & _G28_HI) >> _U4)
 
 
-def _put_varints(
-    out: NDArray[np.uint8],
-    starts: NDArray[np.int64],
-    u: NDArray[np.uint64],
-    lengths: NDArray[np.int64],
-    top: int,
-) -> None:
-    """Write LEB128 of ``u[i]`` at ``out[starts[i]:starts[i] + lengths[i]]``.
+def _varints_by_rows(u: NDArray[np.uint64], lengths: NDArray[np.int64], longest: int) -> bytes:
+    """Encode many multi-byte varints: build each one as a fixed-width row, then compress.
 
-    ``starts`` must be strictly increasing and ``out`` must be zero where the
-    varints go, with at least 8 bytes from every start to its end.
+    Every value becomes a 16-byte little-endian row (groups, continuation bits)
+    and a matching row of keep-flags; one boolean compress of the first
+    ``longest`` columns yields the concatenated varints in order.
     """
-    if top < 0x80:
-        out[starts] = u.astype(np.uint8)
-        return
-    # First eight bytes of every varint as one word: 7-bit groups plus the
-    # continuation bits its length calls for; bytes past the end stay zero.
-    cont = np.array(_CONT_WORDS, dtype=np.uint64)
-    lo = _spread7(u) | cont[np.minimum(lengths, _U64_VARINT_BYTES)]
-    words = _unaligned_words(out)
-    # A word covers its varint and up to 7 following bytes, so words i and
-    # i + 8 never overlap. OR-ing one residue class of rows at a time keeps
-    # every fancy assignment free of aliasing, whatever order numpy uses.
-    for phase in range(min(8, starts.size)):
-        idx = starts[phase::8]
-        words[idx] |= lo[phase::8]
-    if top >= 1 << 56:
-        big = np.flatnonzero(lengths > 8)
-        at = starts[big]
-        high = u[big] >> np.uint64(56)
-        tenth = lengths[big] > 9
-        out[at + 8] = (high.astype(np.uint8) & np.uint8(0x7F)) | (
-            tenth.view(np.uint8) << np.uint8(7)
-        )
-        out[at[tenth] + 9] = 1  # only values >= 2**63 reach a 10th byte: bit 63
+    n = u.size
+    cont = np.array(_CONT_WORDS, dtype="<u8")
+    keep_lo = np.array(_KEEP_LO_FLAGS, dtype="<u8")
+    rows = np.empty((n, 2), dtype="<u8")
+    flags = np.empty((n, 2), dtype="<u8")
+    rows[:, 0] = _spread7(u) | cont[lengths]
+    flags[:, 0] = keep_lo[lengths]
+    if longest > 8:
+        high = u >> np.uint64(56)
+        # Byte 8 holds bits 56..62; a value >= 2**63 sets its continuation
+        # bit (0x80) and a 10th byte of 0x01, hence the 0x180.
+        rows[:, 1] = (high & np.uint64(0x7F)) | ((high >> np.uint64(7)) * np.uint64(0x180))
+        flags[:, 1] = np.array(_KEEP_HI_FLAGS, dtype="<u8")[lengths]
+    else:
+        rows[:, 1] = 0
+        flags[:, 1] = 0
+    data = rows.view(np.uint8)[:, :longest]
+    keep = flags.view(np.bool_)[:, :longest]
+    return data[keep].tobytes()
 
 
 def encode_uvarints(a: npt.ArrayLike) -> bytes:
@@ -549,9 +560,12 @@ def encode_uvarints(a: npt.ArrayLike) -> bytes:
     lengths = _varint_lengths(u, top)
     ends = np.cumsum(lengths)
     total = int(ends[-1])
-    out = np.zeros(total + 8, dtype=np.uint8)  # slack for the last 8-byte word
-    _put_varints(out, ends - lengths, u, lengths, top)
-    return out[:total].tobytes()
+    if total - u.size < u.size // 4:
+        # Mostly single bytes: the per-byte scatter only revisits the few long ones.
+        out = np.empty(total, dtype=np.uint8)
+        _scatter_varints(out, ends - lengths, u, lengths)
+        return out.tobytes()
+    return _varints_by_rows(u, lengths, int(lengths.max()))
 
 
 def _decode_uvarints(w: NDArray[np.uint8], pos: int, n: int) -> tuple[NDArray[np.uint64], int]:
@@ -620,10 +634,54 @@ def _decode_uvarints(w: NDArray[np.uint8], pos: int, n: int) -> tuple[NDArray[np
             needed=n - count,
         )
 
-    # Gather the first eight bytes of every varint as one word. The last few
-    # varints may sit closer than 8 bytes to the end of the buffer; read those
-    # from a small zero-padded copy instead of past the end.
+    stop = int(ends[-1]) + 1
+    if stop - pos - n < n // 4:
+        return _assemble_by_group(w, starts, lengths), stop
+    return _assemble_by_word(w, starts, lengths, longest), stop
+
+
+def _assemble_by_group(
+    w: NDArray[np.uint8], starts: NDArray[np.int64], lengths: NDArray[np.int64]
+) -> NDArray[np.uint64]:
+    """Values of validated varints, one 7-bit group at a time.
+
+    Each pass touches only the varints that still have groups left, so this is
+    cheapest when most varints are a single byte.
+    """
+    vals = (w[starts] & np.uint8(0x7F)).astype(np.uint64)
+    rows = np.flatnonzero(lengths > 1)
+    k = 1
+    while rows.size:
+        group = (w[starts[rows] + k] & np.uint8(0x7F)).astype(np.uint64)
+        vals[rows] |= group << np.uint64(7 * k)
+        rows = rows[lengths[rows] > k + 1]
+        k += 1
+    return vals
+
+
+def _unaligned_words(arr: NDArray[np.uint8]) -> NDArray[np.uint64]:
+    """Little-endian uint64 view of ``arr`` at every byte offset, without copying.
+
+    ``words[i]`` is ``arr[i:i + 8]``, so one gather reads the first eight bytes
+    of every varint at once.
+    """
+    words: NDArray[np.uint64] = np.ndarray(
+        shape=(max(arr.size - 7, 0),), dtype=np.dtype("<u8"), buffer=arr, strides=(1,)
+    )
+    return words
+
+
+def _assemble_by_word(
+    w: NDArray[np.uint8], starts: NDArray[np.int64], lengths: NDArray[np.int64], longest: int
+) -> NDArray[np.uint64]:
+    """Values of validated varints, reading each one's first eight bytes as a word.
+
+    Costs the same whatever the lengths, so it wins once many varints are long.
+    """
+    n = starts.size
     lo = np.empty(n, dtype=np.uint64)
+    # The last few varints may sit closer than 8 bytes to the end of the
+    # buffer; read those from a small zero-padded copy, never past the end.
     safe = int(np.searchsorted(starts, w.size - 7))
     if safe:
         lo[:safe] = _unaligned_words(w)[starts[:safe]]
@@ -632,17 +690,17 @@ def _decode_uvarints(w: NDArray[np.uint8], pos: int, n: int) -> tuple[NDArray[np
         tail = np.zeros(w.size - tail_from + 8, dtype=np.uint8)
         tail[: w.size - tail_from] = w[tail_from:]
         lo[safe:] = _unaligned_words(tail)[starts[safe:] - tail_from]
-    # Keep only each varint's own bytes, minus continuation bits, then pack.
+    # Keep each varint's own bytes without their continuation bits, then pack.
     keep = np.array(_KEEP_WORDS, dtype=np.uint64)
     vals = _gather7(lo & keep[lengths])
     if longest > 8:
         big = np.flatnonzero(lengths > 8)
-        at = starts[big]
-        high = (w[at + 8] & np.uint8(0x7F)).astype(np.uint64) << np.uint64(56)
+        big_at = starts[big]
+        high = (w[big_at + 8] & np.uint8(0x7F)).astype(np.uint64) << np.uint64(56)
         tenth = lengths[big] > 9
-        high[tenth] |= np.uint64(1 << 63)  # validated above: a 10th byte is exactly 0x01
+        high[tenth] |= np.uint64(1 << 63)  # validated: a 10th byte is exactly 0x01
         vals[big] |= high
-    return vals, int(ends[-1]) + 1
+    return vals
 
 
 def decode_uvarints(buf: Buffer, pos: int, n: int) -> tuple[NDArray[np.uint64], int]:
@@ -781,9 +839,9 @@ def _front_encode(data: bytes, lens: NDArray[np.int64]) -> bytes:
     out_end = np.cumsum(size)
     out_start = out_end - size
     total_out = int(out_end[-1])
-    out = np.zeros(total_out + 8, dtype=np.uint8)  # zeroed, with word slack: see _put_varints
-    _put_varints(out, out_start, pref_u, lp, top_p)
-    _put_varints(out, out_start + lp, suf_u, ls, top_s)
+    out = np.empty(total_out, dtype=np.uint8)
+    _scatter_varints(out, out_start, pref_u, lp)
+    _scatter_varints(out, out_start + lp, suf_u, ls)
     total = int(suf.sum())
     if total:
         # Copy every suffix in one gather/scatter: byte j of the suffix stream
@@ -793,7 +851,7 @@ def _front_encode(data: bytes, lens: NDArray[np.int64]) -> bytes:
         dst = np.repeat(out_start + lp + ls - seg, suf) + j
         src = np.repeat(offs[:-1] + pref - seg, suf) + j
         out[dst] = d[src]
-    return out[:total_out].tobytes()
+    return out.tobytes()
 
 
 def encode_bytes_column(items: Sequence[bytes]) -> bytes:

@@ -43,8 +43,10 @@ class Segment:
         if k <= 0:
             return
         need = self.n + k
-        for name, col in self.cols.items():
+        for name in list(self.cols):
+            col = self.cols[name]
             if need > len(col):
+                # Doubling keeps appends amortized O(rows): strictly linear in total.
                 grown = np.empty(max(need, 2 * len(col), 16), dtype=col.dtype)
                 grown[: self.n] = col[: self.n]
                 self.cols[name] = col = grown
@@ -65,7 +67,8 @@ class AppendLog(Crdt):
         >>> from convergent.crdt import Actor, ReplicaId
         >>> me = Actor(ReplicaId(1))
         >>> log = AppendLog.initial()
-        >>> log.join_inplace(log.append_many({"step": [1, 2], "time": [0, 0], "value": [0.9, 0.7]}, by=me))
+        >>> rows = {"step": [1, 2], "time": [0, 0], "value": [0.9, 0.7]}
+        >>> log.join_inplace(log.append_many(rows, by=me))
         >>> log.column("value").tolist()
         [0.9, 0.7]
     """
@@ -107,7 +110,9 @@ class AppendLog(Crdt):
         """Delta appending many rows given as columns (arrays or sequences of equal length)."""
         names = [name for name, _ in self.fields]
         if set(columns) != set(names):
-            raise ValueError(f"AppendLog rows need exactly the fields {names}, got {sorted(columns)}")
+            raise ValueError(
+                f"AppendLog rows need exactly the fields {names}, got {sorted(columns)}"
+            )
         cols = {
             name: np.array(columns[name], dtype=dtype, copy=True).reshape(-1)
             for name, dtype in self.fields
@@ -130,7 +135,9 @@ class AppendLog(Crdt):
                 _merge_segment(mine, seg)
 
     def copy(self) -> Self:
-        return type(self)(self.fields, {w: [s.copy() for s in segs] for w, segs in self.logs.items()})
+        return type(self)(
+            self.fields, {w: [s.copy() for s in segs] for w, segs in self.logs.items()}
+        )
 
     # -- reading --------------------------------------------------------------------------
     def writers(self) -> list[int]:

@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 ReplicaId = NewType("ReplicaId", int)
-"""A random 64-bit replica identifier; never reused (a process that lost its state takes a new one)."""
+"""A random 64-bit replica id; never reused (a process that lost its state takes a new one)."""
 
 Interval = tuple[int, int]
 """An inclusive counter range ``(lo, hi)`` with ``1 <= lo <= hi``."""
@@ -191,9 +191,7 @@ class CausalContext:
 
     def version_vector(self) -> dict[int, int]:
         """The contiguous prefix ``1..n`` seen from each replica."""
-        return {
-            rid: ivs[0][1] for rid, ivs in sorted(self._by_replica.items()) if ivs[0][0] == 1
-        }
+        return {rid: ivs[0][1] for rid, ivs in sorted(self._by_replica.items()) if ivs[0][0] == 1}
 
     def cloud(self) -> dict[int, tuple[Interval, ...]]:
         """The dots outside the version vector (gaps from out-of-order deltas)."""
@@ -217,7 +215,7 @@ class CausalContext:
         return sum(hi - lo + 1 for ivs in self._by_replica.values() for lo, hi in ivs)
 
     def dots(self) -> Iterator[tuple[int, int]]:
-        """Every dot as a ``(replica, counter)`` pair. Beware: a version vector may hold millions."""
+        """Every dot as a ``(replica, counter)`` pair (a version vector may hold millions)."""
         for rid, ivs in self._by_replica.items():
             for lo, hi in ivs:
                 for c in range(lo, hi + 1):
@@ -239,7 +237,9 @@ class CausalContext:
                     return False
         return True
 
-    def covers_many(self, replicas: NDArray[np.uint64], counters: NDArray[np.uint64]) -> NDArray[np.bool_]:
+    def covers_many(
+        self, replicas: NDArray[np.uint64], counters: NDArray[np.uint64]
+    ) -> NDArray[np.bool_]:
         """Vectorized membership: ``out[i] = (replicas[i], counters[i]) in self``."""
         out = np.zeros(len(counters), dtype=np.bool_)
         if not len(counters) or not self._by_replica:

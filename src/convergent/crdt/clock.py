@@ -76,5 +76,4 @@ class HybridLogicalClock:
 
     def observe(self, remote: int) -> None:
         """Merge a timestamp received from another replica, so later ``now()`` exceeds it."""
-        if remote > self._last:
-            self._last = remote
+        self._last = max(self._last, remote)

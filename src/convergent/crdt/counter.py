@@ -38,7 +38,9 @@ class GCounter(Crdt):
     def increment(self, amount: int = 1, *, by: Actor) -> Self:
         """Delta adding ``amount`` (>= 0) to the writer's total."""
         if type(amount) is not int or amount < 0:
-            raise ValueError(f"a GCounter only grows: increment must be an int >= 0, got {amount!r}")
+            raise ValueError(
+                f"a GCounter only grows: increment must be an int >= 0, got {amount!r}"
+            )
         return type(self)({by.replica: self.totals.get(by.replica, 0) + amount})
 
     def join_inplace(self, other: Self) -> None:

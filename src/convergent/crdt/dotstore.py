@@ -38,7 +38,9 @@ DotFun = dict[Dot, tuple[int, Any]]
 STR_KEYS = np.dtypes.StringDType()
 
 
-def join_dotfun(a: DotFun | None, ca: CausalContext, b: DotFun | None, cb: CausalContext) -> DotFun | None:
+def join_dotfun(
+    a: DotFun | None, ca: CausalContext, b: DotFun | None, cb: CausalContext
+) -> DotFun | None:
     """Join two dot funs; ``None`` is bottom. Never mutates its inputs."""
     if not b:
         if not a:
@@ -55,7 +57,9 @@ def join_dotfun(a: DotFun | None, ca: CausalContext, b: DotFun | None, cb: Causa
     return out or None
 
 
-def join_dotset(a: DotSet | None, ca: CausalContext, b: DotSet | None, cb: CausalContext) -> DotSet | None:
+def join_dotset(
+    a: DotSet | None, ca: CausalContext, b: DotSet | None, cb: CausalContext
+) -> DotSet | None:
     """Join two dot sets; ``None`` is bottom."""
     if a is None:
         a = frozenset()
@@ -230,9 +234,7 @@ class Block:
         assert self.vals is not None
         hl = self.hlcs[rows].tolist()
         vs = self.vals[rows].tolist()
-        return {
-            Dot(r, c): (h, v) for r, c, h, v in zip(reps, ctrs, hl, vs, strict=True)
-        }
+        return {Dot(r, c): (h, v) for r, c, h, v in zip(reps, ctrs, hl, vs, strict=True)}
 
     def live_count(self) -> int:
         """Distinct keys among live rows."""
@@ -275,9 +277,7 @@ def _packed_dots(
     return packed
 
 
-def _dots_in(
-    reps: NDArray[np.uint64], ctrs: NDArray[np.uint64], other: Block
-) -> NDArray[np.bool_]:
+def _dots_in(reps: NDArray[np.uint64], ctrs: NDArray[np.uint64], other: Block) -> NDArray[np.bool_]:
     """``out[i]``: whether the dot of row i is a live row of ``other``."""
     live_r, live_c = other.reps[other.alive], other.ctrs[other.alive]
     table = np.array(distinct_replicas(np.concatenate([reps, live_r])), dtype=np.uint64)
@@ -468,7 +468,9 @@ class DotMap:
         # Their rows survive unless we have seen them (and, when seen, we hold them too).
         keep_o = ~ca.covers_many(o_reps, o_ctrs)
         if mine is None:
-            new = Block(ob.keys, ob.reps, ob.ctrs, ob.hlcs, ob.vals, np.zeros(len(ob.keys), np.bool_))
+            new = Block(
+                ob.keys, ob.reps, ob.ctrs, ob.hlcs, ob.vals, np.zeros(len(ob.keys), np.bool_)
+            )
             new.alive[olive[keep_o]] = True
             self.block = new
             return
@@ -566,7 +568,7 @@ class Rows:
                     orr.append(d[0])
                     oc.append(d[1])
         b = m.block.compacted() if m.block is not None else None
-        if b is not None and not len(ok):
+        if b is not None and not ok:
             return cls(
                 b.keys.tolist(),
                 b.reps,
@@ -622,7 +624,11 @@ class Rows:
             return False
         if (self.hlcs is None) != (other.hlcs is None):
             return False
-        if self.hlcs is not None and not np.array_equal(self.hlcs, other.hlcs):
+        if (
+            self.hlcs is not None
+            and other.hlcs is not None
+            and not np.array_equal(self.hlcs, other.hlcs)
+        ):
             return False
         if self.values is None or other.values is None:
             return self.values is other.values

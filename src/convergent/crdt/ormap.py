@@ -8,7 +8,7 @@ so an edit made offline is never lost to a concurrent remove.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Self, TypeAlias
 
@@ -109,7 +109,9 @@ class ORMap(DotMapCrdt):
         return MapOf(values)
 
     @classmethod
-    def with_kind(cls, kind: LeafKind, store: DotMap | None = None, context: CausalContext | None = None) -> ORMap:
+    def with_kind(
+        cls, kind: LeafKind, store: DotMap | None = None, context: CausalContext | None = None
+    ) -> ORMap:
         """An ORMap whose values have the given leaf kind (used by the codec)."""
         return ORMap(_spec_of(kind), store, context)
 
@@ -213,7 +215,7 @@ class ORMap(DotMapCrdt):
         if n:
             observed_dots(self.store, uniq, ctx)
             ctx.add_range(by.replica, first, first + n - 1)
-            ts = by.clock.now()
+            ts = int(by.clock.now())
         else:
             ts = 0
         store = DotMap(REGISTER_LEAF)
@@ -246,7 +248,9 @@ def _value_column(values: Sequence[Any] | NDArray[Any]) -> NDArray[Any]:
         if kind in "UT":
             return values.astype(np.dtypes.StringDType(), copy=False)
         raise TypeError(f"values of dtype {values.dtype} cannot be stored")
-    items = [check_value(v) for v in (values.tolist() if isinstance(values, np.ndarray) else values)]
+    items = [
+        check_value(v) for v in (values.tolist() if isinstance(values, np.ndarray) else values)
+    ]
     out = np.empty(len(items), dtype=object)
     out[:] = items if not any(type(v) is tuple for v in items) else [None] * len(items)
     if any(type(v) is tuple for v in items):

@@ -69,8 +69,7 @@ class RGA(Crdt):
 
     def _add(self, eid: ElementId, origin: ElementId | None, value: Value) -> None:
         self.elements[eid] = (origin, value)
-        if eid[0] > self.lamport:
-            self.lamport = eid[0]
+        self.lamport = max(self.lamport, eid[0])
         if origin is not None and origin not in self._integrated:
             # Its origin has not arrived (deltas may come in any order): wait for it.
             self._pending.setdefault(origin, []).append(eid)
@@ -139,8 +138,7 @@ class RGA(Crdt):
             if eid not in elements:
                 self._add(eid, origin, value)
         self.deleted |= other.deleted
-        if other.lamport > self.lamport:
-            self.lamport = other.lamport
+        self.lamport = max(self.lamport, other.lamport)
 
     def copy(self) -> Self:
         out = type(self)()
@@ -175,5 +173,3 @@ class RGA(Crdt):
 
     def __repr__(self) -> str:
         return f"RGA({self.value()!r})" if len(self.elements) < 20 else f"RGA({len(self)} items)"
-
-

@@ -14,7 +14,7 @@ from __future__ import annotations
 import struct
 from typing import Any, TypeAlias
 
-Value: TypeAlias = "None | bool | int | float | str | bytes | tuple[Value, ...]"
+Value: TypeAlias = "bool | int | float | str | bytes | tuple[Value, ...] | None"
 Key: TypeAlias = int | str | bytes
 
 # Kind ranks: the first element of every sort key. Part of the canonical encoding order.
