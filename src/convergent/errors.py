@@ -70,25 +70,37 @@ class InvalidError(DecodeError):
 class UnsupportedVersionError(InvalidError):
     """A tag or format version newer than this build understands.
 
+    Either pass the whole message, or pass ``what``, ``found`` and ``supported``
+    to have it worded for you: ``UnsupportedVersionError("snapshot version", 7,
+    range(1, 4))`` reads "unsupported snapshot version 7; this build supports 1-3".
+
     Attributes:
-        what: What carried the number, e.g. ``"snapshot format version"``.
-        found: The number found in the input.
-        supported: The numbers this build supports, ascending.
+        what: What carried the number (or the whole message).
+        found: The number found in the input, if given.
+        supported: The numbers this build supports, ascending (may be empty).
     """
 
-    def __init__(self, what: str, found: int, supported: int | Iterable[int]) -> None:
+    def __init__(
+        self,
+        what: str,
+        found: int | None = None,
+        supported: int | Iterable[int] = (),
+    ) -> None:
         self.what = what
         self.found = found
         self.supported: tuple[int, ...] = (
             (supported,) if isinstance(supported, int) else tuple(sorted(supported))
         )
-        super().__init__(
-            f"unsupported {what} {found}; this build supports {_describe(self.supported)}"
-        )
+        if found is None:
+            super().__init__(what)
+        else:
+            super().__init__(
+                f"unsupported {what} {found}; this build supports {_describe(self.supported)}"
+            )
 
     def __reduce__(
         self,
-    ) -> tuple[type[UnsupportedVersionError], tuple[str, int, tuple[int, ...]]]:
+    ) -> tuple[type[UnsupportedVersionError], tuple[str, int | None, tuple[int, ...]]]:
         return (type(self), (self.what, self.found, self.supported))
 
 

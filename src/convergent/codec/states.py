@@ -219,6 +219,20 @@ def read_column(r: Reader, n: int) -> NDArray[Any]:
     raise InvalidError(f"unknown column layout {kind} at offset {at}")
 
 
+def read_key_column(r: Reader, n: int) -> NDArray[Any]:
+    """A column of map keys or set elements: ints (64-bit), strs or bytes only."""
+    at = r.pos
+    col = read_column(r, n)
+    if col.dtype.kind in "iT":
+        return col
+    if col.dtype == object and all(
+        type(k) in (str, bytes) or (type(k) is int and INT64_MIN <= k <= INT64_MAX)
+        for k in col.tolist()
+    ):
+        return col
+    raise InvalidError(f"key column at offset {at} holds values that cannot be keys")
+
+
 # -- causal context -----------------------------------------------------------------------
 
 
@@ -368,7 +382,7 @@ def read_flat(
     reps, ctrs = _read_dots(r, table, ctx)
     if len(ctrs) != n:
         raise InvalidError(f"store at offset {at} declares {n} rows but its dots name {len(ctrs)}")
-    keys = read_column(r, n) if keyed else np.zeros(n, dtype=np.int64)
+    keys = read_key_column(r, n) if keyed else np.zeros(n, dtype=np.int64)
     hlcs = vals = None
     if kind is REGISTER_LEAF:
         hlcs, r.pos = wire.decode_deltas(r.buffer, r.pos, n)
@@ -451,7 +465,7 @@ def read_store(
         return m
     at = r.pos
     n = r.count(2)
-    keys = read_column(r, n).tolist()
+    keys = read_key_column(r, n).tolist()
     if [key_order(k) for k in keys] != sorted({key_order(k) for k in keys}):
         raise InvalidError(f"map keys at offset {at} are not unique and sorted")
     m = DotMap(kind)

@@ -34,7 +34,7 @@ import numpy as np
 import numpy.typing as npt
 from numpy.typing import NDArray
 
-from convergent.errors import InvalidError, TruncatedError
+from convergent.errors import DecodeError, InvalidError, TruncatedError
 
 __all__ = [
     "DEFAULT_LIMIT_ITEMS",
@@ -43,7 +43,11 @@ __all__ = [
     "MAX_UVARINT",
     "MAX_VARINT_BYTES",
     "MIN_SVARINT",
+    "Buffer",
+    "DecodeError",
+    "InvalidError",
     "Reader",
+    "TruncatedError",
     "Writer",
     "decode_bytes_column",
     "decode_deltas",
@@ -96,24 +100,14 @@ _KEEP_LO_FLAGS: Final = tuple(
 _KEEP_HI_FLAGS: Final = tuple(
     int.from_bytes(b"\x01" * max(n - 8, 0), "little") for n in range(_U64_VARINT_BYTES + 1)
 )
-# Masks for moving 7-bit groups between packed bits and bytes, in three
-# doubling steps (28 -> 14 -> 7 bits per lane) instead of eight shifts.
+# (lane bits, low mask, high mask, shift) for moving 7-bit groups apart: each
+# step splits every lane of `bits` bits into two half-lanes of `bits // 2`.
 _M56: Final = np.uint64((1 << 56) - 1)
-_S28_LO: Final = np.uint64(0x000000000FFFFFFF)
-_S28_HI: Final = np.uint64(0x00FFFFFFF0000000)
-_S14_LO: Final = np.uint64(0x00003FFF00003FFF)
-_S14_HI: Final = np.uint64(0x0FFFC0000FFFC000)
-_S7_LO: Final = np.uint64(0x007F007F007F007F)
-_S7_HI: Final = np.uint64(0x3F803F803F803F80)
-_G7_LO: Final = _S7_LO
-_G7_HI: Final = np.uint64(0x7F007F007F007F00)
-_G14_LO: Final = _S14_LO
-_G14_HI: Final = np.uint64(0x3FFF00003FFF0000)
-_G28_LO: Final = _S28_LO
-_G28_HI: Final = np.uint64(0x0FFFFFFF00000000)
-_U1: Final = np.uint64(1)
-_U2: Final = np.uint64(2)
-_U4: Final = np.uint64(4)
+_SPREAD_STEPS: Final = (
+    (56, np.uint64(0x000000000FFFFFFF), np.uint64(0x00FFFFFFF0000000), np.uint64(4)),
+    (28, np.uint64(0x00003FFF00003FFF), np.uint64(0x0FFFC0000FFFC000), np.uint64(2)),
+    (14, np.uint64(0x007F007F007F007F), np.uint64(0x3F803F803F803F80), np.uint64(1)),
+)
 _F64: Final = struct.Struct(">d")
 # Bounds the (rows x width) index blocks built while comparing neighbouring items.
 _PREFIX_BLOCK_ELEMS: Final = 1 << 22
@@ -465,8 +459,11 @@ def _varint_lengths(u: NDArray[np.uint64], top: int | None = None) -> NDArray[np
     if top >= 1 << 14:
         lengths += u >= np.uint64(1 << 14)
     if top >= 1 << 21:
-        big = np.flatnonzero(u >= np.uint64(1 << 21))
         thresholds = np.array(_GROUP_THRESHOLDS, dtype=np.uint64)
+        is_big = u >= np.uint64(1 << 21)
+        if np.count_nonzero(is_big) > u.size // 2:
+            return np.searchsorted(thresholds, u, side="right").astype(np.int64) + 1
+        big = np.flatnonzero(is_big)
         lengths[big] = np.searchsorted(thresholds, u[big], side="right") + 1
     return lengths
 
@@ -495,47 +492,65 @@ def _scatter_varints(
         k += 1
 
 
-def _spread7(u: NDArray[np.uint64]) -> NDArray[np.uint64]:
-    """Move the low 56 bits of each value into eight 7-bit groups, one per byte."""
+def _spread7(u: NDArray[np.uint64], longest: int) -> NDArray[np.uint64]:
+    """Move the low 56 bits of each value into eight 7-bit groups, one per byte.
+
+    Three doubling steps (28 -> 14 -> 7 bits per lane) instead of eight
+    shifts, skipping steps the ``longest`` varint does not need, in place to
+    spare allocations.
+    """
     x = u & _M56
-    x = (x & _S28_LO) | ((x & _S28_HI) << _U4)
-    x = (x & _S14_LO) | ((x & _S14_HI) << _U2)
-    return (x & _S7_LO) | ((x & _S7_HI) << _U1)
+    tmp = np.empty_like(x)
+    for bits, lo_mask, hi_mask, shift in _SPREAD_STEPS:
+        if longest > bits // 14:  # values reach the upper half-lane
+            np.bitwise_and(x, hi_mask, out=tmp)
+            np.left_shift(tmp, shift, out=tmp)
+            np.bitwise_and(x, lo_mask, out=x)
+            np.bitwise_or(x, tmp, out=x)
+    return x
 
 
-def _gather7(x: NDArray[np.uint64]) -> NDArray[np.uint64]:
-    """Invert :func:`_spread7`: pack eight 7-bit byte groups into 56 bits."""
-    x = (x & _G7_LO) | ((x & _G7_HI) >> _U1)
-    x = (x & _G14_LO) | ((x & _G14_HI) >> _U2)
-    return (x & _G28_LO) | ((x & _G28_HI) >> _U4)
+def _gather7(x: NDArray[np.uint64], longest: int) -> NDArray[np.uint64]:
+    """Invert :func:`_spread7`: pack eight 7-bit byte groups into 56 bits, in place."""
+    tmp = np.empty_like(x)
+    for bits, lo_mask, hi_mask, shift in reversed(_SPREAD_STEPS):
+        if longest > bits // 14:  # values reach the upper half-lane
+            # The spread masks shifted into place select the same bit groups.
+            np.bitwise_and(x, hi_mask << shift, out=tmp)
+            np.right_shift(tmp, shift, out=tmp)
+            np.bitwise_and(x, lo_mask, out=x)
+            np.bitwise_or(x, tmp, out=x)
+    return x
 
 
 def _varints_by_rows(u: NDArray[np.uint64], lengths: NDArray[np.int64], longest: int) -> bytes:
-    """Encode many multi-byte varints: build each one as a fixed-width row, then compress.
+    """Encode many multi-byte varints: build each as a fixed-width row, then compress.
 
-    Every value becomes a 16-byte little-endian row (groups, continuation bits)
-    and a matching row of keep-flags; one boolean compress of the first
-    ``longest`` columns yields the concatenated varints in order.
+    Every value becomes a little-endian row of ``width`` bytes (7-bit groups
+    plus continuation bits) with a matching row of keep-flags; one boolean
+    compress yields the concatenated varints in order. Rows are kept contiguous
+    and as narrow as the longest varint allows, since numpy compresses
+    contiguous arrays several times faster than strided views.
     """
     n = u.size
-    cont = np.array(_CONT_WORDS, dtype="<u8")
-    keep_lo = np.array(_KEEP_LO_FLAGS, dtype="<u8")
-    rows = np.empty((n, 2), dtype="<u8")
-    flags = np.empty((n, 2), dtype="<u8")
-    rows[:, 0] = _spread7(u) | cont[lengths]
-    flags[:, 0] = keep_lo[lengths]
-    if longest > 8:
-        high = u >> np.uint64(56)
-        # Byte 8 holds bits 56..62; a value >= 2**63 sets its continuation
-        # bit (0x80) and a 10th byte of 0x01, hence the 0x180.
-        rows[:, 1] = (high & np.uint64(0x7F)) | ((high >> np.uint64(7)) * np.uint64(0x180))
-        flags[:, 1] = np.array(_KEEP_HI_FLAGS, dtype="<u8")[lengths]
-    else:
-        rows[:, 1] = 0
-        flags[:, 1] = 0
-    data = rows.view(np.uint8)[:, :longest]
-    keep = flags.view(np.bool_)[:, :longest]
-    return data[keep].tobytes()
+    lo = _spread7(u, longest)
+    if longest <= 8:
+        width = 2 if longest <= 2 else 4 if longest <= 4 else 8
+        kind = f"<u{width}"
+        rows = (lo | np.array(_CONT_WORDS, dtype=np.uint64)[lengths]).astype(kind)
+        # Entries past `width` wrap when narrowed; no length here reaches them.
+        flags = np.array(_KEEP_LO_FLAGS, dtype=np.uint64).astype(kind)[lengths]
+        return rows.view(np.uint8)[flags.view(np.bool_)].tobytes()
+    pair = np.empty((n, 2), dtype="<u8")
+    keep = np.empty((n, 2), dtype="<u8")
+    pair[:, 0] = lo | np.array(_CONT_WORDS, dtype=np.uint64)[lengths]
+    keep[:, 0] = np.array(_KEEP_LO_FLAGS, dtype="<u8")[lengths]
+    high = u >> np.uint64(56)
+    # Byte 8 holds bits 56..62; a value >= 2**63 also sets byte 8's
+    # continuation bit (0x80) and has a 10th byte of 0x01, hence the 0x180.
+    pair[:, 1] = (high & np.uint64(0x7F)) | ((high >> np.uint64(7)) * np.uint64(0x180))
+    keep[:, 1] = np.array(_KEEP_HI_FLAGS, dtype="<u8")[lengths]
+    return pair.view(np.uint8)[keep.view(np.bool_)].tobytes()
 
 
 def encode_uvarints(a: npt.ArrayLike) -> bytes:
@@ -604,6 +619,7 @@ def _decode_uvarints(w: NDArray[np.uint8], pos: int, n: int) -> tuple[NDArray[np
     # if something is already wrong, more bytes cannot help.
     starts = np.empty(count, dtype=np.int64)
     lengths = np.empty(count, dtype=np.int64)
+    longest = 0
     if count:
         starts[0] = pos
         starts[1:] = ends[:-1] + 1
@@ -692,7 +708,7 @@ def _assemble_by_word(
         lo[safe:] = _unaligned_words(tail)[starts[safe:] - tail_from]
     # Keep each varint's own bytes without their continuation bits, then pack.
     keep = np.array(_KEEP_WORDS, dtype=np.uint64)
-    vals = _gather7(lo & keep[lengths])
+    vals = _gather7(lo & keep[lengths], longest)
     if longest > 8:
         big = np.flatnonzero(lengths > 8)
         big_at = starts[big]
@@ -935,15 +951,17 @@ def _front_decode(buf: Buffer, pos: int, n: int, max_bytes: int) -> tuple[list[b
             raise InvalidError(
                 f"item at offset {at} shares {p} bytes with a {len(prev)}-byte predecessor"
             )
+        # Checked before truncation: an absurd length is invalid, and a
+        # streaming caller must not be told to wait for it.
+        total += p + size
+        if total > max_bytes:
+            raise InvalidError(f"column at offset {at} expands beyond {max_bytes} bytes")
         stop = pos + size
         if stop > end:
             raise TruncatedError(
                 f"item at offset {at} needs {size} suffix bytes, only {end - pos} left",
                 needed=stop - end,
             )
-        total += p + size
-        if total > max_bytes:
-            raise InvalidError(f"column at offset {at} expands beyond {max_bytes} bytes")
         # The prefix must be maximal, else the same column has two encodings.
         if size and p < len(prev) and view[pos] == prev[p]:
             raise InvalidError(f"non-canonical shared prefix at offset {at}")
@@ -992,4 +1010,4 @@ def decode_strings(
                 item.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise InvalidError(f"string {i} of column at {pos}: {exc.reason}") from None
-        raise  # unreachable: every item decoded on its own
+        raise InvalidError(f"invalid UTF-8 in string column at {pos}") from None

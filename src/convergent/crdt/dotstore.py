@@ -398,6 +398,9 @@ class DotMap:
 
     def join_inplace(self, other: DotMap, ca: CausalContext, cb: CausalContext) -> None:
         """Join ``other`` (seen under ``cb``) into this map (seen under ``ca``)."""
+        if other.block is None and self.block is None:
+            self._join_overlays(other, ca, cb)
+            return
         touched: set[Key] = set(other.overlay)
         self._materialize(touched)
         # Overlay keys holding a dot that ``other`` has seen: their dots may be removed.
@@ -431,6 +434,25 @@ class DotMap:
             a = self.overlay.get(k)
             b = other.overlay.get(k, incoming.get(k))
             self.put(k, self.kind.join(a, ca, b, cb))
+
+    def _join_overlays(self, other: DotMap, ca: CausalContext, cb: CausalContext) -> None:
+        """The dict-only join: the path of every single-key edit, local or remote."""
+        owner = self.owner
+        theirs = other.overlay
+        touched = list(theirs)
+        # Our keys holding a dot ``other`` has seen but does not hold: removed on their side.
+        # Look the context's dots up in the index when it is small, else scan the index.
+        if cb.dot_count() < len(owner):
+            for d in cb.dots():
+                k = owner.get(d)
+                if k is not None and k not in theirs:
+                    touched.append(k)
+        else:
+            touched.extend({k for d, k in owner.items() if k not in theirs and d in cb})
+        join = self.kind.join
+        overlay = self.overlay
+        for k in touched:
+            self.put(k, join(overlay.get(k), ca, theirs.get(k), cb))
 
     def _drop_seen_rows(self, cb: CausalContext) -> None:
         """Kill block rows whose dots ``cb`` has seen (the other side holds none of them)."""

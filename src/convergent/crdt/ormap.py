@@ -181,7 +181,26 @@ class ORMap(DotMapCrdt):
         """Delta writing ``value`` under ``key`` (a map of registers only)."""
         if self.store.kind is not REGISTER_LEAF:
             raise TypeError("ORMap.set needs register values; use apply() for nested values")
-        return self.apply(key, lambda r: r.set(value, by=by), by=by)
+        # The hot path of every config edit: the same delta `apply` + `MVRegister.set` would
+        # build, without the wrapper objects.
+        k = check_key(key)
+        v = check_value(value)
+        old = self.store.get(k)
+        rid = by.replica
+        dot = (rid, self.context.max_counter(rid) + 1)
+        clock = by.clock
+        ctx = CausalContext()
+        if old:
+            for d, (ts, _) in old.items():
+                clock.observe(ts)
+                ctx.add_range(d[0], d[1], d[1])
+        ctx.add_range(rid, dot[1], dot[1])
+        store = DotMap(REGISTER_LEAF)
+        store.overlay[k] = {dot: (clock.now(), v)}
+        store.owner[dot] = k
+        delta = object.__new__(type(self))
+        delta.values_type, delta.store, delta.context = self.values_type, store, ctx
+        return delta
 
     def remove(self, key: Any, *, by: Actor) -> Self:
         """Delta removing ``key`` as this replica sees it (a no-op if absent)."""

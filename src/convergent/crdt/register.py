@@ -130,7 +130,7 @@ class MVRegister(Crdt):
     def sorted_entries(self) -> list[Entry]:
         """The concurrent entries, oldest (HLC, replica) first."""
         return sorted(
-            (Entry(d, ts, v) for d, (ts, v) in self.entries.items()),
+            (Entry(Dot(*d), ts, v) for d, (ts, v) in self.entries.items()),
             key=lambda e: (e.timestamp, e.dot.replica, e.dot.counter),
         )
 

@@ -71,7 +71,7 @@ class Replica(Generic[S]):
             replica_id if replica_id is not None else new_replica_id(),
             clock if clock is not None else HybridLogicalClock(),
         )
-        self._outbox: list[S] = []
+        self._outbox: S | None = None
         self._subscribers: dict[int, Callable[[Change[S]], None]] = {}
         self._next_handle = 0
 
@@ -81,17 +81,15 @@ class Replica(Generic[S]):
 
     def update(self, mutator: Callable[..., S], *args: Any, **kwargs: Any) -> None:
         """Run ``mutator(state, *args, by=actor, **kwargs)``, join its delta, ship it later."""
-        delta = mutator(self.state, *args, by=self.actor, **kwargs)
-        self.state.join_inplace(delta)
-        self._stage(delta)
-        self._notify(Change(delta, local=True))
+        self.mutate(mutator, *args, **kwargs)
 
     def mutate(self, mutator: Callable[..., S], *args: Any, **kwargs: Any) -> S:
         """Like `update`, returning the delta (for callers that ship it themselves)."""
         delta = mutator(self.state, *args, by=self.actor, **kwargs)
         self.state.join_inplace(delta)
         self._stage(delta)
-        self._notify(Change(delta, local=True))
+        if self._subscribers:
+            self._notify(Change(delta, local=True))
         return delta
 
     def receive(self, delta: S, *, relay: bool = True) -> None:
@@ -99,22 +97,21 @@ class Replica(Generic[S]):
         self.state.join_inplace(delta)
         if relay:
             self._stage(delta)
-        self._notify(Change(delta, local=False))
+        if self._subscribers:
+            self._notify(Change(delta, local=False))
 
     def _stage(self, delta: S) -> None:
-        # Deltas are immutable once made, so keep references and form the group when it is
-        # taken: a burst of edits costs one join each, not two.
-        self._outbox.append(delta)
+        # Join into the group now rather than keeping every delta: each delta is freed at
+        # once, so a burst of edits leaves no garbage for the cyclic collector to walk.
+        if self._outbox is None:
+            self._outbox = delta.copy()
+        else:
+            self._outbox.join_inplace(delta)
 
     def take_outbox(self) -> S | None:
         """The delta-group accumulated since the last call (``None`` if nothing changed)."""
-        if not self._outbox:
-            return None
-        deltas, self._outbox = self._outbox, []
-        group = deltas[0].copy()
-        for d in deltas[1:]:
-            group.join_inplace(d)
-        return group
+        out, self._outbox = self._outbox, None
+        return out
 
     def subscribe(self, callback: Callable[[Change[S]], None]) -> Subscription:
         """Call ``callback(change)`` after every local or remote change."""
