@@ -58,10 +58,10 @@ def _scenario(seed: int, faults: Faults) -> tuple[list[Delivery], NetworkStats]:
         if not msg.startswith(b"re:"):
             net.send(dst, src, b"re:" + msg)
 
-    net.deliver_all(reply)
+    net.deliver_all(reply, max_steps=10_000)
     net.heal()
     net.broadcast(4, b"healed")
-    net.deliver_all(reply)
+    net.deliver_all(reply, max_steps=10_000)
     return log, net.stats
 
 
@@ -283,6 +283,7 @@ def test_deliver_all_raises_on_livelock() -> None:
     def echo(src: int, dst: int, msg: bytes) -> None:
         nonlocal calls
         calls += 1
+        assert calls <= 1000, "max_steps was not enforced"
         net.send(dst, src, msg)
 
     with pytest.raises(NetworkDidNotSettle) as info:

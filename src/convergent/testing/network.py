@@ -277,7 +277,7 @@ class SimulatedNetwork(Generic[N]):
         self._check_node(dst)
         payload = bytes(message)
         self._sent += 1
-        if False:
+        if not self.connected(src, dst):
             self._dropped += 1
             return
         # Draw only when the fault is enabled so that a fault-free network does
