@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
-from convergent.crdt.causal import ReplicaId
+from convergent.crdt.causal import CausalContext, ReplicaId
 from convergent.crdt.clock import HybridLogicalClock
 
 
@@ -63,3 +63,21 @@ class Crdt(ABC):
 
     def __or__(self, other: Self) -> Self:
         return self.join(other)
+
+
+class CausalCrdt(Crdt):
+    """A state made of dots under a causal context (`MVRegister`, `AWSet`, `ORMap`).
+
+    Such a state can be *restricted* to a context: the entries whose dots it holds, under
+    that context. If ``c`` is the union of some deltas' contexts, ``state.restrict(c)`` is
+    at least every one of those deltas and at most the state, so it serves as their
+    delta-group without joining them one by one (the replica's outbox relies on this).
+    """
+
+    __slots__ = ()
+
+    context: CausalContext
+
+    @abstractmethod
+    def restrict(self, context: CausalContext) -> Self:
+        """The part of this state that ``context`` names, under ``context``."""

@@ -27,7 +27,7 @@ from typing import Any, Self
 import numpy as np
 from numpy.typing import NDArray
 
-from convergent.crdt.base import Crdt
+from convergent.crdt.base import CausalCrdt
 from convergent.crdt.causal import CausalContext, Dot, distinct_replicas
 from convergent.crdt.values import Key, key_order, value_key
 
@@ -87,10 +87,18 @@ class LeafKind:
     def equal(self, a: Any, b: Any) -> bool:
         raise NotImplementedError
 
+    def restrict(self, store: Any, ctx: CausalContext) -> Any:
+        """The part of ``store`` whose dots ``ctx`` holds (``None`` if nothing)."""
+        raise NotImplementedError
+
 
 class _SetLeaf(LeafKind):
     name = "set"
     columnar = True
+
+    def restrict(self, store: Any, ctx: CausalContext) -> Any:
+        kept = frozenset(d for d in store if d in ctx)
+        return kept or None
 
     def dots(self, store: Any) -> Iterable[Dot]:
         return store  # type: ignore[no-any-return]
@@ -105,6 +113,10 @@ class _SetLeaf(LeafKind):
 class _RegisterLeaf(LeafKind):
     name = "register"
     columnar = True
+
+    def restrict(self, store: Any, ctx: CausalContext) -> Any:
+        kept = {d: v for d, v in store.items() if d in ctx}
+        return kept or None
 
     def dots(self, store: Any) -> Iterable[Dot]:
         return store.keys()  # type: ignore[no-any-return]
@@ -138,6 +150,10 @@ class MapLeaf(LeafKind):
 
     def equal(self, a: Any, b: Any) -> bool:
         return bool(a == b)
+
+    def restrict(self, store: Any, ctx: CausalContext) -> Any:
+        kept = store.restrict(ctx)
+        return kept if len(kept) else None
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, MapLeaf) and self.inner == other.inner
@@ -363,6 +379,31 @@ class DotMap:
             out.overlay = dict(self.overlay)
         out.owner = dict(self.owner)
         out.block = None if self.block is None else self.block.copy()
+        return out
+
+    def restrict(self, ctx: CausalContext) -> DotMap:
+        """The entries whose dots ``ctx`` holds (see `CausalCrdt.restrict`)."""
+        out = DotMap(self.kind)
+        owner = self.owner
+        if ctx.dot_count() < len(owner):
+            keys = {k for d in ctx.dots() if (k := owner.get(d)) is not None}
+        else:
+            keys = {k for d, k in owner.items() if d in ctx}
+        for k in keys:
+            out.put(k, self.kind.restrict(self.overlay[k], ctx))
+        b = self.block
+        if b is not None:
+            live = np.flatnonzero(b.alive)
+            hit = live[ctx.covers_many(b.reps[live], b.ctrs[live])]
+            if len(hit):
+                out.block = Block(
+                    b.keys[hit],
+                    b.reps[hit],
+                    b.ctrs[hit],
+                    None if b.hlcs is None else b.hlcs[hit],
+                    None if b.vals is None else b.vals[hit],
+                    np.ones(len(hit), dtype=np.bool_),
+                )
         return out
 
     # -- writing --------------------------------------------------------------------------
@@ -716,7 +757,7 @@ def observed_dots(m: DotMap, keys: NDArray[Any], into: CausalContext) -> None:
                 into.add(d[0], d[1])
 
 
-class DotMapCrdt(Crdt):
+class DotMapCrdt(CausalCrdt):
     """Shared body of `AWSet` and `ORMap`: a `DotMap` under one causal context."""
 
     __slots__ = ("context", "store")
@@ -730,6 +771,9 @@ class DotMapCrdt(Crdt):
 
     def _like(self, store: DotMap, context: CausalContext) -> Self:
         raise NotImplementedError
+
+    def restrict(self, context: CausalContext) -> Self:
+        return self._like(self.store.restrict(context), context.copy())
 
     def copy(self) -> Self:
         return self._like(self.store.copy(), self.context.copy())

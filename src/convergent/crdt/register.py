@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple, Self
 
-from convergent.crdt.base import Actor, Crdt
+from convergent.crdt.base import Actor, CausalCrdt, Crdt
 from convergent.crdt.causal import CausalContext, Dot
 from convergent.crdt.dotstore import DotFun, join_dotfun
 from convergent.crdt.values import Value, check_value, value_key
@@ -79,7 +79,7 @@ class Entry(NamedTuple):
     value: Value
 
 
-class MVRegister(Crdt):
+class MVRegister(CausalCrdt):
     """A multi-value register: concurrent writes are kept and surfaced as a conflict.
 
     Example:
@@ -126,6 +126,9 @@ class MVRegister(Crdt):
 
     def copy(self) -> Self:
         return type(self)(dict(self.entries), self.context.copy())
+
+    def restrict(self, context: CausalContext) -> Self:
+        return type(self)({d: v for d, v in self.entries.items() if d in context}, context.copy())
 
     def sorted_entries(self) -> list[Entry]:
         """The concurrent entries, oldest (HLC, replica) first."""

@@ -12,7 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from convergent.crdt.base import Actor, Crdt
+from convergent.crdt.base import Actor, CausalCrdt, Crdt
+from convergent.crdt.causal import CausalContext
 from convergent.crdt.causal import ReplicaId, new_replica_id
 from convergent.crdt.clock import HybridLogicalClock
 
@@ -72,6 +73,7 @@ class Replica(Generic[S]):
             clock if clock is not None else HybridLogicalClock(),
         )
         self._outbox: S | None = None
+        self._outbox_context: CausalContext | None = None
         self._subscribers: dict[int, Callable[[Change[S]], None]] = {}
         self._next_handle = 0
 
@@ -101,15 +103,25 @@ class Replica(Generic[S]):
             self._notify(Change(delta, local=False))
 
     def _stage(self, delta: S) -> None:
-        # Join into the group now rather than keeping every delta: each delta is freed at
-        # once, so a burst of edits leaves no garbage for the cyclic collector to walk.
-        if self._outbox is None:
+        if isinstance(delta, CausalCrdt):
+            # Causal states only remember which dots the group must cover; the group is the
+            # state restricted to them when taken (`CausalCrdt.restrict`): one context
+            # union per edit instead of a second join.
+            if self._outbox_context is None:
+                self._outbox_context = delta.context.copy()
+            else:
+                self._outbox_context.update(delta.context)
+        elif self._outbox is None:
             self._outbox = delta.copy()
         else:
             self._outbox.join_inplace(delta)
 
     def take_outbox(self) -> S | None:
         """The delta-group accumulated since the last call (``None`` if nothing changed)."""
+        if self._outbox_context is not None:
+            ctx, self._outbox_context = self._outbox_context, None
+            assert isinstance(self.state, CausalCrdt)
+            return self.state.restrict(ctx)  # type: ignore[return-value]
         out, self._outbox = self._outbox, None
         return out
 
