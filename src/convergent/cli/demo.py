@@ -111,9 +111,9 @@ def run_demo(samples: int, out: TextIO) -> None:
                 f"{datetime.fromtimestamp(wall_ms(e.timestamp) / 1000, UTC):%H:%M:%S.%f}"[:-3]
                 for e in reg.sorted_entries()
             )
-            say(f"  {key:<11} CONFLICT: {shown}; resolves to {reg.resolved()!r} on every replica")
+            say(f"  {key!s:<11} CONFLICT: {shown}; resolves to {reg.resolved()!r} on every replica")
         else:
-            say(f"  {key:<11} {reg.resolved()!r}")
+            say(f"  {key!s:<11} {reg.resolved()!r}")
     label = alice.labels.state[12]
     assert isinstance(label, ORMap)
     reg = label["label"]

@@ -31,8 +31,10 @@ from convergent.crdt.base import CausalCrdt
 from convergent.crdt.causal import CausalContext, Dot, distinct_replicas
 from convergent.crdt.values import Key, key_order, value_key
 
-DotSet = frozenset[Dot]
-DotFun = dict[Dot, tuple[int, Any]]
+DotPair = tuple[int, int]
+"""A dot as a plain pair: hot paths build these; `Dot` is the same tuple with names."""
+DotSet = frozenset[DotPair]
+DotFun = dict[DotPair, tuple[int, Any]]
 """``dot -> (hlc timestamp, value)``; treated as immutable once built."""
 
 STR_KEYS = np.dtypes.StringDType()
@@ -325,7 +327,7 @@ class DotMap:
         self.overlay: dict[Key, Any] = {}
         # The dot index: which overlay key holds each dot. Lets a small delta's context find
         # the few entries it removes without scanning the map.
-        self.owner: dict[Dot, Key] = {}
+        self.owner: dict[DotPair, Key] = {}
         self.block: Block | None = None
 
     # -- reading --------------------------------------------------------------------------

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from convergent.crdt.base import Actor, CausalCrdt, Crdt
-from convergent.crdt.causal import CausalContext
-from convergent.crdt.causal import ReplicaId, new_replica_id
+from convergent.crdt.causal import CausalContext, ReplicaId, new_replica_id
 from convergent.crdt.clock import HybridLogicalClock
 
 S = TypeVar("S", bound=Crdt)
@@ -121,7 +120,7 @@ class Replica(Generic[S]):
         if self._outbox_context is not None:
             ctx, self._outbox_context = self._outbox_context, None
             assert isinstance(self.state, CausalCrdt)
-            return self.state.restrict(ctx)  # type: ignore[return-value]
+            return self.state.restrict(ctx)
         out, self._outbox = self._outbox, None
         return out
 
