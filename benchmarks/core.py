@@ -249,9 +249,12 @@ def table1(errors: list[str]) -> Table:
         "join: s1.join(s2) (a copy then an in-place join) of the states built by replicas 1 and"
         " 2; enc/dec: encode(s1) and decode(bytes); MB/s = 10**6 bytes per second."
     )
+    n, rga_ops = scaled(10_000, 10), scaled(2_000, 10)
     table.note(
-        "RGA insert starts from a 1k-item list, RGA delete from a 4k-item list (2k random-index"
-        " ops each); counters and registers: 10k ops; bulk rows: 10 calls of 10k items."
+        f"RGA insert starts from a {fmt_size(scaled(1_000, 10))}-item list, RGA delete from a"
+        f" {fmt_size(2 * rga_ops)}-item list ({fmt_size(rga_ops)} random-index calls each);"
+        f" other single-op rows: {fmt_size(n)} calls (removes: half of {fmt_size(n)} prefilled);"
+        f" bulk rows: 10 calls of {fmt_size(n)} items."
     )
     return table
 

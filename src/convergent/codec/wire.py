@@ -110,7 +110,7 @@ _SPREAD_STEPS: Final = (
 )
 _F64: Final = struct.Struct(">d")
 # Bounds the (rows x width) index blocks built while comparing neighbouring items.
-_PREFIX_BLOCK_ELEMS: Final = 1 << 22
+_PREFIX_BLOCK_ELEMS: Final = 1 << 20
 
 Buffer = bytes | bytearray | memoryview
 """Anything the readers accept as input."""
@@ -810,30 +810,54 @@ def _shared_prefixes(
     """Length of the common prefix of each item with the one before it (0 for the first)."""
     n = lens.size
     pref = np.zeros(n, dtype=np.int64)
-    if n < 2 or data.size == 0:
+    if n < 2:
         return pref
     bound = np.minimum(lens[:-1], lens[1:])  # bound[i - 1] caps the prefix of item i
     active = np.flatnonzero(bound > 0) + 1
-    last = data.size - 1
-    k = 0
-    width = 8
-    # Compare a block of `width` bytes for every unresolved pair at once; pairs
-    # that mismatch or run out of bytes drop out, the rest move on a block.
+    if not active.size:
+        return pref
+    # Compare eight bytes at a time as little-endian words: the lowest set
+    # bit of a XOR marks the first differing byte. Zero padding lets every
+    # word start anywhere inside `data`.
+    padded = np.zeros(data.size + 8, dtype=np.uint8)
+    padded[: data.size] = data
+    words = _unaligned_words(padded)
+    last_word = words.size - 1
+    a_at = offs[active - 1]
+    b_at = offs[active]
+    rem = bound[active - 1]
+    done = 0
+    group = 1  # words compared per unresolved pair this round
     while active.size:
-        rem = bound[active - 1] - k
-        cols = np.arange(width, dtype=np.int64)
-        ia = np.minimum(offs[active - 1][:, None] + (k + cols), last)
-        ib = np.minimum(offs[active][:, None] + (k + cols), last)
-        eq = data[ia] == data[ib]
-        eq &= cols < rem[:, None]
-        full = eq.all(axis=1)
-        stop = ~full
-        pref[active[stop]] = k + np.argmin(eq[stop], axis=1)
-        whole = full & (rem <= width)
-        pref[active[whole]] = k + rem[whole]
-        active = active[full & (rem > width)]
-        k += width
-        width = max(8, min(2 * width, _PREFIX_BLOCK_ELEMS // max(active.size, 1)))
+        span = 8 * group
+        if group == 1:
+            diff = (words[a_at] ^ words[b_at]).astype(np.uint64)
+            first = np.zeros(active.size, dtype=np.int64)
+        else:
+            # Words wholly past a pair's bound may be clipped: their bytes are
+            # never counted, because the match is capped by `rem` below.
+            cols = np.arange(0, span, 8, dtype=np.int64)
+            ia = np.minimum(a_at[:, None] + cols, last_word)
+            ib = np.minimum(b_at[:, None] + cols, last_word)
+            block = (words[ia] ^ words[ib]).astype(np.uint64)
+            first = np.argmax(block != 0, axis=1)
+            diff = block[np.arange(active.size), first]
+        lowest = diff & (~diff + np.uint64(1))
+        # A power of two converts to float exactly; its exponent is the bit index.
+        bit = (lowest.astype(np.float64).view(np.uint64) >> np.uint64(52)).astype(np.int64) - 1023
+        match = np.where(diff == 0, span, 8 * first + (bit >> 3))
+        np.minimum(match, rem, out=match)
+        finished = (match < span) | (rem <= span)
+        pref[active[finished]] = done + match[finished]
+        going = ~finished
+        active = active[going]
+        a_at = a_at[going] + span
+        b_at = b_at[going] + span
+        rem = rem[going] - span
+        done += span
+        # Long shared prefixes: compare geometrically more words per round, in
+        # bounded blocks, so a 1 MB prefix takes ~20 rounds rather than 2**17.
+        group = max(1, min(2 * group, _PREFIX_BLOCK_ELEMS // max(active.size, 1)))
     return pref
 
 
@@ -935,18 +959,46 @@ def _front_decode(buf: Buffer, pos: int, n: int, max_bytes: int) -> tuple[list[b
     out: list[bytes] = []
     append = out.append
     prev = b""
+    plen = 0
     total = 0
-    for _ in range(n):
+    # Hot loop for the common case: both varints one byte, nothing wrong.
+    # Anything else (a long varint, bad input, the end of the buffer) leaves it
+    # before touching the state, and the careful loop resumes at that item.
+    try:
+        for _ in range(n):
+            p = view[pos]
+            size = view[pos + 1]
+            start = pos + 2
+            stop = start + size
+            if (p | size) >= 0x80 or p > plen or stop > end:
+                break
+            # The prefix must be maximal, else the same column has two encodings.
+            if size and p < plen and view[start] == prev[p]:
+                break
+            grown = total + p + size
+            if grown > max_bytes:
+                break
+            total = grown
+            prev = prev[:p] + view[start:stop]
+            plen = p + size
+            append(prev)
+            pos = stop
+        else:
+            return out, pos
+    except IndexError:
+        pass
+    return _front_decode_careful(view, pos, n, max_bytes, out, total)
+
+
+def _front_decode_careful(
+    view: _View, pos: int, n: int, max_bytes: int, out: list[bytes], total: int
+) -> tuple[list[bytes], int]:
+    """Continue :func:`_front_decode` at item ``len(out)``, handling every case."""
+    prev = out[-1] if out else b""
+    while len(out) < n:
         at = pos
-        # Inline single-byte varints: this loop is the column's hot path.
-        if pos < end and (p := view[pos]) < 0x80:
-            pos += 1
-        else:
-            p, pos = _read_uvarint(view, pos)
-        if pos < end and (size := view[pos]) < 0x80:
-            pos += 1
-        else:
-            size, pos = _read_uvarint(view, pos)
+        p, pos = _read_uvarint(view, pos)
+        size, pos = _read_uvarint(view, pos)
         if p > len(prev):
             raise InvalidError(
                 f"item at offset {at} shares {p} bytes with a {len(prev)}-byte predecessor"
@@ -957,17 +1009,16 @@ def _front_decode(buf: Buffer, pos: int, n: int, max_bytes: int) -> tuple[list[b
         if total > max_bytes:
             raise InvalidError(f"column at offset {at} expands beyond {max_bytes} bytes")
         stop = pos + size
-        if stop > end:
+        if stop > len(view):
             raise TruncatedError(
-                f"item at offset {at} needs {size} suffix bytes, only {end - pos} left",
-                needed=stop - end,
+                f"item at offset {at} needs {size} suffix bytes, only {len(view) - pos} left",
+                needed=stop - len(view),
             )
-        # The prefix must be maximal, else the same column has two encodings.
         if size and p < len(prev) and view[pos] == prev[p]:
             raise InvalidError(f"non-canonical shared prefix at offset {at}")
         prev = prev[:p] + view[pos:stop]
         pos = stop
-        append(prev)
+        out.append(prev)
     return out, pos
 
 
