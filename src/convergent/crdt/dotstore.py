@@ -634,12 +634,14 @@ class Rows:
                     oc.append(d[1])
         b = m.block.compacted() if m.block is not None else None
         if b is not None and not ok:
+            # Blocks are sorted by key only: order rows within a key by dot.
+            order = np.lexsort((b.ctrs, b.reps, b.keys))
             return cls(
-                b.keys.tolist(),
-                b.reps,
-                b.ctrs,
-                b.hlcs,
-                None if b.vals is None else b.vals.tolist(),
+                b.keys[order].tolist(),
+                b.reps[order],
+                b.ctrs[order],
+                None if b.hlcs is None else b.hlcs[order],
+                None if b.vals is None else b.vals[order].tolist(),
             )
         keys: list[Key] = ok
         reps = np.array(orr, dtype=np.uint64)
