@@ -752,11 +752,12 @@ def test_vector_deltas_match_scalar(a: NDArray[np.int64]) -> None:
         lambda g: g.integers(0, 128, 5000),
         lambda g: g.integers(0, 2**14, 5000),
         lambda g: g.integers(0, 2**21, 5000),
+        lambda g: g.integers(0, 2**56, 5000),
         lambda g: g.integers(0, 2**64, 5000, dtype=np.uint64),
         lambda g: g.integers(0, 2**63, 5000) >> g.integers(0, 63, 5000),
         lambda g: np.where(g.random(5000) < 0.05, g.integers(0, 2**64, 5000, dtype=np.uint64), 3),
     ],
-    ids=["1B", "2B", "3B", "full", "geometric", "rare-big"],
+    ids=["1B", "2B", "3B", "8B", "full", "geometric", "rare-big"],
 )
 def test_vector_uvarints_match_scalar_large(make: Callable[[np.random.Generator], Any]) -> None:
     a = np.asarray(make(np.random.default_rng(11))).astype(np.uint64)

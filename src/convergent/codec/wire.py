@@ -28,7 +28,7 @@ from __future__ import annotations
 import operator
 import struct
 from collections.abc import Sequence
-from typing import Final
+from typing import Final, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -82,7 +82,7 @@ without a cap a few kilobytes could expand to gigabytes.
 
 # A uint64 needs at most ceil(64 / 7) = 10 LEB128 bytes; the 10th may only hold bit 63.
 _U64_VARINT_BYTES: Final = 10
-# 7**k thresholds: a value needs k + 1 bytes iff it is >= 2**(7k).
+# A value needs k + 1 bytes or more iff it is >= 2**(7k).
 _GROUP_THRESHOLDS: Final = tuple(1 << (7 * k) for k in range(1, _U64_VARINT_BYTES))
 # Indexed by varint length: the continuation bits (0x80) it has among its
 # first eight bytes, and the 7-bit payload mask of its first eight bytes.
@@ -112,10 +112,10 @@ _F64: Final = struct.Struct(">d")
 # Bounds the (rows x width) index blocks built while comparing neighbouring items.
 _PREFIX_BLOCK_ELEMS: Final = 1 << 20
 
-Buffer = bytes | bytearray | memoryview
+Buffer: TypeAlias = bytes | bytearray | memoryview
 """Anything the readers accept as input."""
 
-_View = bytes | memoryview
+_View: TypeAlias = bytes | memoryview
 
 
 def _byteview(data: Buffer) -> _View:
@@ -445,26 +445,21 @@ def _as_i64(a: npt.ArrayLike, what: str) -> NDArray[np.int64]:
     raise TypeError(f"{what} needs an integer array, got dtype {arr.dtype}")
 
 
-def _varint_lengths(u: NDArray[np.uint64], top: int | None = None) -> NDArray[np.int64]:
+def _varint_lengths(u: NDArray[np.uint64], top: int | None = None) -> NDArray[np.uint8]:
     """LEB128 length of each value; ``top`` is ``u.max()`` if already known."""
-    lengths = np.ones(u.shape, dtype=np.int64)
+    lengths = np.ones(u.shape, dtype=np.uint8)
     if u.size == 0:
         return lengths
     if top is None:
         top = int(u.max())
-    # Two cheap comparison passes settle the common small values; the rarer
-    # large ones get one binary search over the remaining thresholds.
-    if top >= 1 << 7:
-        lengths += u >= np.uint64(1 << 7)
-    if top >= 1 << 14:
-        lengths += u >= np.uint64(1 << 14)
-    if top >= 1 << 21:
-        thresholds = np.array(_GROUP_THRESHOLDS, dtype=np.uint64)
-        is_big = u >= np.uint64(1 << 21)
-        if np.count_nonzero(is_big) > u.size // 2:
-            return np.searchsorted(thresholds, u, side="right").astype(np.int64) + 1
-        big = np.flatnonzero(is_big)
-        lengths[big] = np.searchsorted(thresholds, u[big], side="right") + 1
+    # One comparison pass per 7-bit group in use, summed into uint8: several
+    # times cheaper than a binary search or int64 sums over the same values.
+    hit = np.empty(u.shape, dtype=np.bool_)
+    for threshold in _GROUP_THRESHOLDS:
+        if threshold > top:
+            break
+        np.greater_equal(u, np.uint64(threshold), out=hit)
+        np.add(lengths, hit, out=lengths, casting="unsafe")
     return lengths
 
 
@@ -472,7 +467,7 @@ def _scatter_varints(
     out: NDArray[np.uint8],
     starts: NDArray[np.int64],
     u: NDArray[np.uint64],
-    lengths: NDArray[np.int64],
+    lengths: NDArray[np.uint8],
 ) -> None:
     """Write LEB128 of ``u[i]`` at ``out[starts[i]:starts[i] + lengths[i]]``.
 
@@ -523,7 +518,7 @@ def _gather7(x: NDArray[np.uint64], longest: int) -> NDArray[np.uint64]:
     return x
 
 
-def _varints_by_rows(u: NDArray[np.uint64], lengths: NDArray[np.int64], longest: int) -> bytes:
+def _varints_by_rows(u: NDArray[np.uint64], lengths: NDArray[np.uint8], longest: int) -> bytes:
     """Encode many multi-byte varints: build each as a fixed-width row, then compress.
 
     Every value becomes a little-endian row of ``width`` bytes (7-bit groups
@@ -543,13 +538,16 @@ def _varints_by_rows(u: NDArray[np.uint64], lengths: NDArray[np.int64], longest:
         return rows.view(np.uint8)[flags.view(np.bool_)].tobytes()
     pair = np.empty((n, 2), dtype="<u8")
     keep = np.empty((n, 2), dtype="<u8")
-    pair[:, 0] = lo | np.array(_CONT_WORDS, dtype=np.uint64)[lengths]
-    keep[:, 0] = np.array(_KEEP_LO_FLAGS, dtype="<u8")[lengths]
-    high = u >> np.uint64(56)
+    np.bitwise_or(lo, np.array(_CONT_WORDS, dtype=np.uint64)[lengths], out=pair[:, 0])
+    np.take(np.array(_KEEP_LO_FLAGS, dtype="<u8"), lengths, out=keep[:, 0])
+    np.take(np.array(_KEEP_HI_FLAGS, dtype="<u8"), lengths, out=keep[:, 1])
     # Byte 8 holds bits 56..62; a value >= 2**63 also sets byte 8's
     # continuation bit (0x80) and has a 10th byte of 0x01, hence the 0x180.
-    pair[:, 1] = (high & np.uint64(0x7F)) | ((high >> np.uint64(7)) * np.uint64(0x180))
-    keep[:, 1] = np.array(_KEEP_HI_FLAGS, dtype="<u8")[lengths]
+    high = u >> np.uint64(56)
+    top_bit = high >> np.uint64(7)
+    top_bit *= np.uint64(0x180)
+    np.bitwise_and(high, np.uint64(0x7F), out=high)
+    np.bitwise_or(high, top_bit, out=pair[:, 1])
     return pair.view(np.uint8)[keep.view(np.bool_)].tobytes()
 
 
@@ -573,7 +571,7 @@ def encode_uvarints(a: npt.ArrayLike) -> bytes:
     if top < 0x80:
         return u.astype(np.uint8).tobytes()
     lengths = _varint_lengths(u, top)
-    ends = np.cumsum(lengths)
+    ends = np.cumsum(lengths, dtype=np.int64)
     total = int(ends[-1])
     if total - u.size < u.size // 4:
         # Mostly single bytes: the per-byte scatter only revisits the few long ones.
@@ -710,12 +708,22 @@ def _assemble_by_word(
     keep = np.array(_KEEP_WORDS, dtype=np.uint64)
     vals = _gather7(lo & keep[lengths], longest)
     if longest > 8:
-        big = np.flatnonzero(lengths > 8)
-        big_at = starts[big]
-        high = (w[big_at + 8] & np.uint8(0x7F)).astype(np.uint64) << np.uint64(56)
-        tenth = lengths[big] > 9
-        high[tenth] |= np.uint64(1 << 63)  # validated: a 10th byte is exactly 0x01
-        vals[big] |= high
+        # Bytes 8 and 9 hold bits 56..62 and (validated to be exactly 0x01)
+        # bit 63. Handle them row by row for the few long varints, or across
+        # all rows when long ones dominate and subsetting would cost more.
+        is_big = lengths > 8
+        if np.count_nonzero(is_big) < n // 4:
+            big = np.flatnonzero(is_big)
+            big_at = starts[big]
+            high = (w[big_at + 8] & np.uint8(0x7F)).astype(np.uint64) << np.uint64(56)
+            high[lengths[big] > 9] |= np.uint64(1 << 63)
+            vals[big] |= high
+        else:
+            ninth = w[np.minimum(starts + 8, w.size - 1)] & np.uint8(0x7F)
+            ninth *= is_big  # rows without a 9th byte read a neighbour's: drop it
+            high = ninth.astype(np.uint64) << np.uint64(56)
+            high |= (lengths > 9).astype(np.uint64) << np.uint64(63)
+            vals |= high
     return vals
 
 
@@ -875,20 +883,23 @@ def _front_encode(data: bytes, lens: NDArray[np.int64]) -> bytes:
     top_s = int(suf.max())
     lp = _varint_lengths(pref_u, top_p)
     ls = _varint_lengths(suf_u, top_s)
-    size = lp + ls + suf
-    out_end = np.cumsum(size)
-    out_start = out_end - size
-    total_out = int(out_end[-1])
-    out = np.empty(total_out, dtype=np.uint8)
-    _scatter_varints(out, out_start, pref_u, lp)
-    _scatter_varints(out, out_start + lp, suf_u, ls)
+    # Item layout: prefix varint at item_at, length varint at len_at, suffix at suf_at.
+    len_at = lp.astype(np.int64)
+    suf_at = len_at + ls
+    out_end = np.cumsum(suf_at + suf)
+    item_at = out_end - (suf_at + suf)
+    len_at += item_at
+    suf_at += item_at
+    out = np.empty(int(out_end[-1]), dtype=np.uint8)
+    _scatter_varints(out, item_at, pref_u, lp)
+    _scatter_varints(out, len_at, suf_u, ls)
     total = int(suf.sum())
     if total:
         # Copy every suffix in one gather/scatter: byte j of the suffix stream
         # comes from src + j and goes to dst + j, shifted per item.
         seg = np.cumsum(suf) - suf
         j = np.arange(total, dtype=np.int64)
-        dst = np.repeat(out_start + lp + ls - seg, suf) + j
+        dst = np.repeat(suf_at - seg, suf) + j
         src = np.repeat(offs[:-1] + pref - seg, suf) + j
         out[dst] = d[src]
     return out.tobytes()
@@ -961,26 +972,28 @@ def _front_decode(buf: Buffer, pos: int, n: int, max_bytes: int) -> tuple[list[b
     prev = b""
     plen = 0
     total = 0
-    # Hot loop for the common case: both varints one byte, nothing wrong.
-    # Anything else (a long varint, bad input, the end of the buffer) leaves it
-    # before touching the state, and the careful loop resumes at that item.
+    # Hot loop for the common case: both varints one byte and the suffix in
+    # range. Anything else leaves it before touching the state, and the careful
+    # loop resumes at that item. Errors it can pin down it raises itself, with
+    # the same precedence as the careful loop (truncation is already ruled out).
     try:
         for _ in range(n):
             p = view[pos]
             size = view[pos + 1]
             start = pos + 2
             stop = start + size
-            if (p | size) >= 0x80 or p > plen or stop > end:
+            if (p | size) >= 0x80 or stop > end:
                 break
+            if p > plen:
+                raise _bad_prefix(pos, p, plen)
             # The prefix must be maximal, else the same column has two encodings.
             if size and p < plen and view[start] == prev[p]:
-                break
-            grown = total + p + size
-            if grown > max_bytes:
-                break
-            total = grown
-            prev = prev[:p] + view[start:stop]
+                raise InvalidError(f"non-canonical shared prefix at offset {pos}")
             plen = p + size
+            total += plen
+            if total > max_bytes:
+                raise _too_big(pos, max_bytes)
+            prev = prev[:p] + view[start:stop]
             append(prev)
             pos = stop
         else:
@@ -988,6 +1001,14 @@ def _front_decode(buf: Buffer, pos: int, n: int, max_bytes: int) -> tuple[list[b
     except IndexError:
         pass
     return _front_decode_careful(view, pos, n, max_bytes, out, total)
+
+
+def _bad_prefix(at: int, p: int, plen: int) -> InvalidError:
+    return InvalidError(f"item at offset {at} shares {p} bytes with a {plen}-byte predecessor")
+
+
+def _too_big(at: int, max_bytes: int) -> InvalidError:
+    return InvalidError(f"column at offset {at} expands beyond {max_bytes} bytes")
 
 
 def _front_decode_careful(
@@ -1000,14 +1021,12 @@ def _front_decode_careful(
         p, pos = _read_uvarint(view, pos)
         size, pos = _read_uvarint(view, pos)
         if p > len(prev):
-            raise InvalidError(
-                f"item at offset {at} shares {p} bytes with a {len(prev)}-byte predecessor"
-            )
+            raise _bad_prefix(at, p, len(prev))
         # Checked before truncation: an absurd length is invalid, and a
         # streaming caller must not be told to wait for it.
         total += p + size
         if total > max_bytes:
-            raise InvalidError(f"column at offset {at} expands beyond {max_bytes} bytes")
+            raise _too_big(at, max_bytes)
         stop = pos + size
         if stop > len(view):
             raise TruncatedError(
@@ -1054,7 +1073,7 @@ def decode_strings(
     """
     raw, new_pos = _front_decode(buf, pos, n, max_bytes)
     try:
-        return [item.decode("utf-8") for item in raw], new_pos
+        return list(map(bytes.decode, raw)), new_pos  # UTF-8, strict
     except UnicodeDecodeError:
         for i, item in enumerate(raw):
             try:
