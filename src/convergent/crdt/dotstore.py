@@ -20,7 +20,8 @@ state cost the size of the delta, not the size of the state.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from bisect import bisect_left, bisect_right
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -38,6 +39,9 @@ DotFun = dict[DotPair, tuple[int, Any]]
 """``dot -> (hlc timestamp, value)``; treated as immutable once built."""
 
 STR_KEYS = np.dtypes.StringDType()
+
+FLUSH_MIN = 256
+"""Joins and restrictions touching at least this many keys move dict entries into the block."""
 
 
 def join_dotfun(
@@ -193,31 +197,88 @@ def key_column(keys: Iterable[Key] | NDArray[Any]) -> NDArray[Any]:
     raise TypeError("a key column must hold only ints or only strs")
 
 
+def value_array(items: list[Any]) -> NDArray[Any]:
+    """Register values as the tightest numpy column that gives back exactly these values."""
+    types = {type(v) for v in items}
+    if types == {int} and all(-(1 << 63) <= v < (1 << 63) for v in items):
+        return np.array(items, dtype=np.int64)
+    if types == {float}:
+        return np.array(items, dtype=np.float64)
+    if types == {str}:
+        return np.array(items, dtype=STR_KEYS)
+    if types == {bool}:
+        return np.array(items, dtype=np.bool_)
+    out = np.empty(len(items), dtype=object)
+    for i, v in enumerate(items):  # element-wise: tuples must stay scalars of the column
+        out[i] = v
+    return out
+
+
 def column_kind(col: NDArray[Any]) -> type:
     return int if col.dtype.kind == "i" else str
 
 
-@dataclass
 class Block:
-    """Rows ``(key, replica, counter[, hlc, value])`` sorted by (key, replica, counter).
+    """Rows ``(key, replica, counter[, hlc, value])`` sorted by key.
 
     The arrays are never written after construction (states share them); ``alive`` is the
-    one mutable part and is copied with the block.
+    one mutable part and is copied with the block. Two indexes are built on first use and
+    shared by copies: the keys as a Python list (``bisect`` finds a key in a million in a
+    microsecond, where ``searchsorted`` on a string column scans) and the rows in dot order
+    (so a small context finds the rows it covers without a pass over the block).
     """
 
-    keys: NDArray[Any]
-    reps: NDArray[np.uint64]
-    ctrs: NDArray[np.uint64]
-    hlcs: NDArray[np.int64] | None
-    vals: NDArray[Any] | None
-    alive: NDArray[np.bool_]
+    __slots__ = (
+        "_dot_index",
+        "_key_list",
+        "_live_keys",
+        "alive",
+        "ctrs",
+        "hlcs",
+        "keys",
+        "reps",
+        "vals",
+    )
+
+    def __init__(
+        self,
+        keys: NDArray[Any],
+        reps: NDArray[np.uint64],
+        ctrs: NDArray[np.uint64],
+        hlcs: NDArray[np.int64] | None,
+        vals: NDArray[Any] | None,
+        alive: NDArray[np.bool_],
+    ) -> None:
+        self.keys, self.reps, self.ctrs, self.hlcs, self.vals = keys, reps, ctrs, hlcs, vals
+        self.alive = alive
+        self._key_list: list[Any] | None = None
+        self._dot_index: tuple[NDArray[np.intp], NDArray[np.uint64], NDArray[np.uint64]] | None = (
+            None
+        )
+        self._live_keys: int | None = None
+
+    def __repr__(self) -> str:
+        return f"Block({int(self.alive.sum())} live rows of {len(self.keys)})"
 
     @property
     def key_type(self) -> type:
         return column_kind(self.keys)
 
     def copy(self) -> Block:
-        return Block(self.keys, self.reps, self.ctrs, self.hlcs, self.vals, self.alive.copy())
+        out = Block(self.keys, self.reps, self.ctrs, self.hlcs, self.vals, self.alive.copy())
+        out._key_list, out._dot_index, out._live_keys = (
+            self._key_list,
+            self._dot_index,
+            self._live_keys,
+        )
+        return out
+
+    def with_alive(self, alive: NDArray[np.bool_]) -> Block:
+        """The same rows with another liveness mask (indexes shared)."""
+        out = self.copy()
+        out.alive = alive
+        out._live_keys = None
+        return out
 
     def compacted(self) -> Block:
         """Drop dead rows (a copy)."""
@@ -231,35 +292,94 @@ class Block:
             np.ones(int(a.sum()), dtype=np.bool_),
         )
 
+    def kill(self, rows: NDArray[np.intp]) -> None:
+        """Mark rows dead (their keys moved to the dict, or their dots were removed)."""
+        if len(rows):
+            self.alive[rows] = False
+            self._live_keys = None
+
     def holds(self, key: Key) -> bool:
         return type(key) is self.key_type
+
+    def key_list(self) -> list[Any]:
+        if self._key_list is None:
+            self._key_list = self.keys.tolist()
+        return self._key_list
 
     def rows_of(self, key: Key) -> NDArray[np.intp]:
         """Indices of the live rows for ``key``."""
         if type(key) is not self.key_type:
             return np.empty(0, dtype=np.intp)
-        lo = int(np.searchsorted(self.keys, key, side="left"))
-        hi = int(np.searchsorted(self.keys, key, side="right"))
+        kl = self.key_list()
+        lo = bisect_left(kl, key)
+        if lo == len(kl) or kl[lo] != key:
+            return np.empty(0, dtype=np.intp)
+        hi = bisect_right(kl, key, lo)
         idx = np.arange(lo, hi, dtype=np.intp)
         return idx[self.alive[lo:hi]]
+
+    def rows_for_keys(self, keys: Collection[Any]) -> dict[Any, NDArray[np.intp]]:
+        """Live rows of each of ``keys`` held here (absent keys are left out)."""
+        kl = self.key_list()
+        out: dict[Any, NDArray[np.intp]] = {}
+        if len(keys) * 32 < len(kl):
+            for k in keys:
+                rows = self.rows_of(k)
+                if len(rows):
+                    out[k] = rows
+            return out
+        # Many keys: one pass over the block beats a binary search per key.
+        hits: dict[Any, list[int]] = {}
+        for i, k in enumerate(kl):
+            if k in keys:
+                hits.setdefault(k, []).append(i)
+        for k, idx in hits.items():
+            rows = np.array(idx, dtype=np.intp)
+            rows = rows[self.alive[rows]]
+            if len(rows):
+                out[k] = rows
+        return out
+
+    def rows_covered(self, ctx: CausalContext) -> NDArray[np.intp]:
+        """Live rows whose dots ``ctx`` holds, found interval by interval in dot order."""
+        if self._dot_index is None:
+            order = np.lexsort((self.ctrs, self.reps))
+            self._dot_index = (order, self.reps[order], self.ctrs[order])
+        order, reps, ctrs = self._dot_index
+        found: list[NDArray[np.intp]] = []
+        for rid, ivs in ctx.items():
+            s = int(np.searchsorted(reps, np.uint64(rid), side="left"))
+            e = int(np.searchsorted(reps, np.uint64(rid), side="right"))
+            if s == e:
+                continue
+            cs = ctrs[s:e]
+            for lo, hi in ivs:
+                i = int(np.searchsorted(cs, np.uint64(lo), side="left"))
+                j = int(np.searchsorted(cs, np.uint64(hi), side="right"))
+                if i < j:
+                    found.append(order[s + i : s + j])
+        if not found:
+            return np.empty(0, dtype=np.intp)
+        rows = np.concatenate(found)
+        return rows[self.alive[rows]]
 
     def leaf(self, rows: NDArray[np.intp]) -> Any:
         """The dot set / dot fun that ``rows`` (all of one key) make up."""
         reps = self.reps[rows].tolist()
         ctrs = self.ctrs[rows].tolist()
         if self.hlcs is None:
-            return frozenset(Dot(r, c) for r, c in zip(reps, ctrs, strict=True))
+            return frozenset(zip(reps, ctrs, strict=True))
         assert self.vals is not None
         hl = self.hlcs[rows].tolist()
         vs = self.vals[rows].tolist()
-        return {Dot(r, c): (h, v) for r, c, h, v in zip(reps, ctrs, hl, vs, strict=True)}
+        return {(r, c): (h, v) for r, c, h, v in zip(reps, ctrs, hl, vs, strict=True)}
 
     def live_count(self) -> int:
-        """Distinct keys among live rows."""
-        k = self.keys[self.alive]
-        if not len(k):
-            return 0
-        return int(np.count_nonzero(k[1:] != k[:-1])) + 1
+        """Distinct keys among live rows (cached until rows die)."""
+        if self._live_keys is None:
+            k = self.keys[self.alive]
+            self._live_keys = int(np.count_nonzero(k[1:] != k[:-1])) + 1 if len(k) else 0
+        return self._live_keys
 
 
 def sort_rows(
@@ -391,6 +511,8 @@ class DotMap:
             keys = {k for d in ctx.dots() if (k := owner.get(d)) is not None}
         else:
             keys = {k for d, k in owner.items() if d in ctx}
+        if len(keys) >= FLUSH_MIN and 8 * len(keys) >= len(self.overlay) and self.flush():
+            keys = set()  # everything is in the block now: restrict it in one pass
         for k in keys:
             out.put(k, self.kind.restrict(self.overlay[k], ctx))
         b = self.block
@@ -409,6 +531,56 @@ class DotMap:
         return out
 
     # -- writing --------------------------------------------------------------------------
+    def flush(self) -> bool:
+        """Move every dict entry into the block, so large joins and encodings vectorize.
+
+        Only flat kinds (sets, registers) whose keys are all ints or all strs can; returns
+        whether it happened. The value is unchanged: this is a change of representation.
+        """
+        if not self.kind.columnar or not self.overlay:
+            return False
+        want = self.block.key_type if self.block is not None else type(next(iter(self.overlay)))
+        if want not in (int, str) or any(type(k) is not want for k in self.overlay):
+            return False
+        register = self.kind is REGISTER_LEAF
+        keys: list[Key] = []
+        reps: list[int] = []
+        ctrs: list[int] = []
+        hlcs: list[int] = []
+        vals: list[Any] = []
+        for k, store in self.overlay.items():
+            if register:
+                for (r, c), (h, v) in store.items():
+                    keys.append(k)
+                    reps.append(r)
+                    ctrs.append(c)
+                    hlcs.append(h)
+                    vals.append(v)
+            else:
+                for r, c in store:
+                    keys.append(k)
+                    reps.append(r)
+                    ctrs.append(c)
+        kcol = key_column(keys)
+        rcol = np.array(reps, dtype=np.uint64)
+        ccol = np.array(ctrs, dtype=np.uint64)
+        hcol = np.array(hlcs, dtype=np.int64) if register else None
+        vcol = value_array(vals) if register else None
+        if self.block is not None:
+            b = self.block.compacted()
+            kcol = np.concatenate([b.keys, kcol])
+            rcol = np.concatenate([b.reps, rcol])
+            ccol = np.concatenate([b.ctrs, ccol])
+            if register:
+                assert b.hlcs is not None and b.vals is not None
+                assert hcol is not None and vcol is not None
+                hcol = np.concatenate([b.hlcs, hcol])
+                vcol = _concat_values(b.vals, vcol)
+        self.block = sort_rows(kcol, rcol, ccol, hcol, vcol)
+        self.overlay = {}
+        self.owner = {}
+        return True
+
     def put(self, key: Key, store: Any) -> None:
         """Set the store under ``key`` (``None`` removes the key), keeping the index true."""
         old = self.overlay.get(key)
@@ -416,9 +588,7 @@ class DotMap:
             for d in self.kind.dots(old):
                 del self.owner[d]
         elif self.block is not None:
-            rows = self.block.rows_of(key)
-            if len(rows):
-                self.block.alive[rows] = False
+            self.block.kill(self.block.rows_of(key))
         if store is None:
             self.overlay.pop(key, None)
             return
@@ -434,7 +604,7 @@ class DotMap:
             rows = self.block.rows_of(k)
             if len(rows):
                 store = self.block.leaf(rows)
-                self.block.alive[rows] = False
+                self.block.kill(rows)
                 self.overlay[k] = store
                 for d in self.kind.dots(store):
                     self.owner[d] = k
@@ -444,35 +614,37 @@ class DotMap:
         if other.block is None and self.block is None:
             self._join_overlays(other, ca, cb)
             return
-        touched: set[Key] = set(other.overlay)
-        self._materialize(touched)
-        # Overlay keys holding a dot that ``other`` has seen: their dots may be removed.
-        if len(self.owner) <= cb.dot_count():
-            touched.update(k for d, k in self.owner.items() if d in cb)
-        else:
-            owner = self.owner
-            touched.update(owner[d] for d in cb.dots() if d in owner)
+        ob = other.block
+        if ob is not None and self.overlay:
+            # A large block is coming: move our dict entries into our block first, so the
+            # whole join is a vectorized block join instead of a Python loop per key.
+            n = int(ob.alive.sum())
+            if n >= FLUSH_MIN and len(self.overlay) <= 8 * n:
+                self.flush()
+        # Keys they hold as dict entries become dict entries here too.
+        self._materialize(other.overlay)
         incoming: dict[Key, Any] = {}
-        if other.block is not None and other.block.alive.any():
-            ob = other.block
-            in_overlay = [k for k in self.overlay if ob.holds(k)]
-            if in_overlay:
-                # Keys we hold as dict entries: bring theirs up to the dict too.
-                for k in in_overlay:
-                    rows = ob.rows_of(k)
-                    if len(rows):
-                        incoming[k] = ob.leaf(rows)
-                        touched.add(k)
+        if ob is not None and self.overlay:
+            # Keys we hold as dict entries and they hold in their block: bring theirs up.
+            found = ob.rows_for_keys(self.overlay)
+            if found:
                 mask = ob.alive.copy()
-                if ob.keys.dtype.kind == "T":
-                    excl = np.array(in_overlay, dtype=STR_KEYS)
-                else:
-                    excl = np.array(in_overlay, dtype=ob.keys.dtype)
-                mask &= ~np.isin(ob.keys, excl)
-                ob = Block(ob.keys, ob.reps, ob.ctrs, ob.hlcs, ob.vals, mask)
+                for k, rows in found.items():
+                    incoming[k] = ob.leaf(rows)
+                    mask[rows] = False
+                ob = ob.with_alive(mask)
+        touched: set[Key] = set(other.overlay)
+        touched.update(incoming)
+        # Our dict keys holding a dot they have seen: their side may have removed it.
+        owner = self.owner
+        if len(owner) <= cb.dot_count():
+            touched.update(k for d, k in owner.items() if d in cb)
+        else:
+            touched.update(owner[d] for d in cb.dots() if d in owner)
+        if ob is not None:
             self._join_blocks(ob, ca, cb)
-        elif self.block is not None and not cb.is_empty():
-            self._drop_seen_rows(cb)
+        elif self.block is not None:
+            self.block.kill(self.block.rows_covered(cb))
         for k in touched:
             a = self.overlay.get(k)
             b = other.overlay.get(k, incoming.get(k))
@@ -497,26 +669,6 @@ class DotMap:
         for k in touched:
             self.put(k, join(overlay.get(k), ca, theirs.get(k), cb))
 
-    def _drop_seen_rows(self, cb: CausalContext) -> None:
-        """Kill block rows whose dots ``cb`` has seen (the other side holds none of them)."""
-        b = self.block
-        assert b is not None
-        live = np.flatnonzero(b.alive)
-        if not len(live):
-            return
-        reps, ctrs = b.reps[live], b.ctrs[live]
-        # Prune: only replicas the context knows, and only if its ranges reach our counters.
-        relevant = False
-        lo, hi = int(ctrs.min()), int(ctrs.max())
-        for rid, ivs in cb.items():
-            if ivs[0][0] <= hi and ivs[-1][1] >= lo and np.any(reps == np.uint64(rid)):
-                relevant = True
-                break
-        if not relevant:
-            return
-        seen = cb.covers_many(reps, ctrs)
-        b.alive[live[seen]] = False
-
     def _join_blocks(self, ob: Block, ca: CausalContext, cb: CausalContext) -> None:
         """Vectorized join of our block with ``ob`` (whose keys are not in our overlay)."""
         olive = np.flatnonzero(ob.alive)
@@ -528,16 +680,14 @@ class DotMap:
             for k in keys:
                 rows = ob.rows_of(k)
                 self.put(k, self.kind.join(self.overlay.get(k), ca, ob.leaf(rows), cb))
-            self._drop_seen_rows(cb)
+            mine.kill(mine.rows_covered(cb))
             return
         # Their rows survive unless we have seen them (and, when seen, we hold them too).
         keep_o = ~ca.covers_many(o_reps, o_ctrs)
         if mine is None:
-            new = Block(
-                ob.keys, ob.reps, ob.ctrs, ob.hlcs, ob.vals, np.zeros(len(ob.keys), np.bool_)
-            )
-            new.alive[olive[keep_o]] = True
-            self.block = new
+            alive = np.zeros(len(ob.keys), np.bool_)
+            alive[olive[keep_o]] = True
+            self.block = ob.with_alive(alive)
             return
         mlive = np.flatnonzero(mine.alive)
         m_reps, m_ctrs = mine.reps[mlive], mine.ctrs[mlive]
@@ -549,8 +699,7 @@ class DotMap:
             # Rows they hold that we hold too are duplicates: keep ours.
             keep_o &= ~_dots_in(o_reps, o_ctrs, mine)
         if not keep_o.any():
-            dead = mlive[~keep_m]
-            mine.alive[dead] = False
+            mine.kill(mlive[~keep_m])
             return
         mi, oi = mlive[keep_m], olive[keep_o]
         keys = np.concatenate([mine.keys[mi], ob.keys[oi]])
