@@ -637,33 +637,54 @@ def _read_applog(r: Reader) -> AppendLog:
 
 
 def _write_rga(w: Writer, s: RGA) -> None:
+    """Columns: ids (Lamport deltas, replica indexes), origins, values; then tombstones.
+
+    An origin is most often the element just before in id order (a typed or appended run),
+    which costs one byte; any other origin is written as (Lamport distance, replica index).
+    """
     ids = sorted(s.elements)
-    table = sorted({rid for _, rid in ids} | {rid for _, rid in s.deleted})
+    reps = {rid for _, rid in ids} | {rid for _, rid in s.deleted}
+    reps |= {o[1] for o, _ in s.elements.values() if o is not None}
+    table = sorted(reps)
     index = {rid: i for i, rid in enumerate(table)}
     w.uvarint(len(table))
     for rid in table:
         w.raw(rid.to_bytes(8, "big"))
     w.uvarint(len(ids))
-    prev = 0
+    w.raw(wire.encode_deltas(np.array([e[0] for e in ids], dtype=np.int64)))
+    w.raw(wire.encode_uvarints(np.array([index[e[1]] for e in ids], dtype=np.uint64)))
+    kinds = bytearray()
+    far: list[tuple[int, int]] = []
+    prev = None
     for eid in ids:
-        origin, value = s.elements[eid]
-        w.uvarint(eid[0] - prev)  # ids are sorted by lamport: gaps are >= 0
-        prev = eid[0]
-        w.uvarint(index[eid[1]])
+        origin = s.elements[eid][0]
         if origin is None:
-            w.uvarint(0)
+            kinds.append(0)
+        elif origin == prev:
+            kinds.append(1)
         else:
-            # Origins precede their children in Lamport time: store the positive distance.
-            w.uvarint(eid[0] - origin[0])
-            w.raw(origin[1].to_bytes(8, "big"))
-        write_value(w, value)
+            kinds.append(2)
+            far.append((eid[0] - origin[0], index[origin[1]]))
+        prev = eid
+    w.raw(bytes(kinds))
+    w.raw(wire.encode_uvarints(np.array([d for d, _ in far], dtype=np.uint64)))
+    w.raw(wire.encode_uvarints(np.array([i for _, i in far], dtype=np.uint64)))
+    write_column(w, [s.elements[e][1] for e in ids])
     dels = sorted(s.deleted)
     w.uvarint(len(dels))
-    prev = 0
-    for lam, rid in dels:
-        w.uvarint(lam - prev)
-        prev = lam
-        w.uvarint(index[rid])
+    w.raw(wire.encode_deltas(np.array([d[0] for d in dels], dtype=np.int64)))
+    w.raw(wire.encode_uvarints(np.array([index[d[1]] for d in dels], dtype=np.uint64)))
+
+
+def _read_ids(r: Reader, table: list[int], n: int, what: str) -> list[tuple[int, int]]:
+    lams, r.pos = wire.decode_deltas(r.buffer, r.pos, n)
+    idx, r.pos = wire.decode_uvarints(r.buffer, r.pos, n)
+    if n and (int(lams[0]) < 1 or int(idx.max()) >= len(table)):
+        raise InvalidError(f"RGA {what}: Lamport time below 1 or replica index outside the table")
+    ids = list(zip(lams.tolist(), [table[i] for i in idx.tolist()], strict=True))
+    if any(b <= a for a, b in pairwise(ids)):
+        raise InvalidError(f"RGA {what} must be strictly increasing")
+    return ids
 
 
 def _read_rga(r: Reader) -> RGA:
@@ -671,43 +692,42 @@ def _read_rga(r: Reader) -> RGA:
     table = [int.from_bytes(r.raw(8), "big") for _ in range(nt)]
     if any(b <= a for a, b in pairwise(table)):
         raise InvalidError("RGA replica table must be strictly increasing")
-
-    def rid_at(i: int) -> int:
-        if i >= len(table):
-            raise InvalidError(f"replica index {i} outside a table of {len(table)}")
-        return table[i]
-
-    out = RGA()
     n = r.count(4)
-    prev: tuple[int, int] = (0, -1)
-    lam = 0
-    items = []
-    for _ in range(n):
-        lam += r.uvarint()
-        eid = (lam, rid_at(r.uvarint()))
-        if eid <= prev or lam == 0:
-            raise InvalidError("RGA element ids must be positive and strictly increasing")
+    ids = _read_ids(r, table, n, "element ids")
+    kinds = r.raw(n)
+    n_far = kinds.count(2)
+    if len(kinds) - kinds.count(0) - kinds.count(1) != n_far:
+        raise InvalidError("RGA origin kinds must be 0, 1 or 2")
+    dist, r.pos = wire.decode_uvarints(r.buffer, r.pos, n_far)
+    far_rep, r.pos = wire.decode_uvarints(r.buffer, r.pos, n_far)
+    if n_far and int(far_rep.max()) >= len(table):
+        raise InvalidError("RGA origin names a replica outside the table")
+    values = read_column(r, n).tolist()
+    elements: dict[tuple[int, int], tuple[tuple[int, int] | None, Any]] = {}
+    far = iter(zip(dist.tolist(), far_rep.tolist(), strict=True))
+    prev: tuple[int, int] | None = None
+    for eid, kind, value in zip(ids, kinds, values, strict=True):
+        origin: tuple[int, int] | None = None
+        if kind == 1:
+            if prev is None or prev[0] >= eid[0]:
+                raise InvalidError(f"RGA element {eid} cannot follow the previous element")
+            origin = prev
+        elif kind == 2:
+            d, ri = next(far)
+            if not 1 <= d < eid[0]:
+                raise InvalidError(f"RGA element {eid} names an origin outside (0, its time)")
+            origin = (eid[0] - d, table[ri])
+            if origin == prev:
+                raise InvalidError("non-canonical RGA origin: it is the previous element")
+        elements[eid] = (origin, value)
         prev = eid
-        dist = r.uvarint()
-        origin = None
-        if dist:
-            if dist > lam - 1:
-                raise InvalidError(f"RGA element {eid} names an origin before time 1")
-            origin = (lam - dist, int.from_bytes(r.raw(8), "big"))
-        items.append((eid, origin, read_value(r)))
-    for eid, origin, value in items:
-        out._add(eid, origin, value)
     nd = r.count(2)
-    lam = 0
-    prevd: tuple[int, int] = (0, -1)
-    for _ in range(nd):
-        lam += r.uvarint()
-        d = (lam, rid_at(r.uvarint()))
-        if d <= prevd or lam == 0:
-            raise InvalidError("RGA deletions must be positive and strictly increasing")
-        prevd = d
-        out.deleted.add(d)
-    return out
+    deleted = set(_read_ids(r, table, nd, "tombstones"))
+    used = {e[1] for e in elements} | {e[1] for e in deleted}
+    used |= {o[1] for o, _ in elements.values() if o is not None}
+    if used != set(table):
+        raise InvalidError("RGA replica table lists a replica no element or tombstone uses")
+    return RGA.from_parts(elements, deleted)
 
 
 # -- entry points -------------------------------------------------------------------------

@@ -130,15 +130,63 @@ class RGA(Crdt):
     # -- lattice --------------------------------------------------------------------------
     def join_inplace(self, other: Self) -> None:
         elements = self.elements
-        for eid in other._order:
-            if eid not in elements:
-                origin, value = other.elements[eid]
-                self._add(eid, origin, value)
-        for eid, (origin, value) in other.elements.items():
-            if eid not in elements:
-                self._add(eid, origin, value)
+        new = [e for e in other.elements if e not in elements]
+        if len(new) > 64 and 4 * len(new) > len(self._order):
+            # Many new elements: one walk of the whole tree beats shifting a Python list
+            # once per element (which is quadratic when a long run lands near the front).
+            for e in new:
+                elements[e] = other.elements[e]
+            self._rebuild()
+        else:
+            # Origins first: other's integrated order is causal, its pending ones wait anyway.
+            for eid in other._order:
+                if eid not in elements:
+                    origin, value = other.elements[eid]
+                    self._add(eid, origin, value)
+            for eid in new:
+                if eid not in elements:
+                    origin, value = other.elements[eid]
+                    self._add(eid, origin, value)
         self.deleted |= other.deleted
         self.lamport = max(self.lamport, other.lamport)
+
+    def _rebuild(self) -> None:
+        """Recompute the document order from the tree: depth first, larger ids first."""
+        children: dict[ElementId | None, list[ElementId]] = {}
+        for eid, (origin, _) in self.elements.items():
+            children.setdefault(origin, []).append(eid)
+        order: list[ElementId] = []
+        stack = sorted(children.get(None, ()))
+        while stack:
+            e = stack.pop()
+            order.append(e)
+            kids = children.get(e)
+            if kids:
+                kids.sort()
+                stack.extend(kids)
+        self._order = order
+        self._integrated = set(order)
+        self._pending = {}
+        for eid, (origin, _) in self.elements.items():
+            if eid not in self._integrated:
+                assert origin is not None
+                self._pending.setdefault(origin, []).append(eid)
+        self._cache = None
+        if self.elements:
+            self.lamport = max(self.lamport, max(e[0] for e in self.elements))
+
+    @classmethod
+    def from_parts(
+        cls,
+        elements: dict[ElementId, tuple[ElementId | None, Value]],
+        deleted: set[ElementId],
+    ) -> Self:
+        """A state from its element set and tombstones (the codec's constructor)."""
+        out = cls()
+        out.elements = elements
+        out.deleted = deleted
+        out._rebuild()
+        return out
 
     def copy(self) -> Self:
         out = type(self)()
