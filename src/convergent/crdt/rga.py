@@ -173,7 +173,7 @@ class RGA(Crdt):
                 self._pending.setdefault(origin, []).append(eid)
         self._cache = None
         if self.elements:
-            self.lamport = max(self.lamport, max(e[0] for e in self.elements))
+            self.lamport = max(self.lamport, *(e[0] for e in self.elements))
 
     @classmethod
     def from_parts(
