@@ -1,0 +1,78 @@
+"""``python -m benchmarks``: the benchmark suite (``make bench``).
+
+Table 1 times every mutator of every type through a `Replica`, with join, encode and decode;
+Table 2 runs peer workloads side by side with pycrdt (Yrs) in the same process; a last table
+lists the project's performance targets. Tables go to stdout, progress to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from importlib import metadata
+
+from benchmarks import core
+from benchmarks.harness import SETTINGS, Targets, progress
+from benchmarks.peer import Peer
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument(
+        "--only", choices=["types", "peers"], help="run only Table 1 (types) or Table 2 (peers)"
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="every size divided by 10: a smoke test, not numbers to compare",
+    )
+    parser.add_argument(
+        "--gc-off", action="store_true", help="disable the garbage collector inside timed regions"
+    )
+    parser.add_argument(
+        "--pycrdt-bulk-all",
+        action="store_true",
+        help="try every pycrdt bulk-extend size even after a smaller one got no run done",
+    )
+    args = parser.parse_args(argv)
+    SETTINGS.scale = 0.1 if args.quick else 1.0
+    SETTINGS.gc_off = args.gc_off
+
+    import numpy as np
+
+    started = time.perf_counter()
+    print(
+        f"convergent benchmarks  python {platform.python_version()}  numpy {np.__version__}  "
+        f"pycrdt {_version('pycrdt')}  {platform.machine()}  {os.cpu_count()} cpus"
+        f"{'  QUICK (sizes / 10)' if args.quick else ''}"
+        f"{'  gc off while timing' if args.gc_off else ''}",
+        end="\n\n",
+        flush=True,
+    )
+    errors: list[str] = []
+    targets = Targets()
+    if args.only in (None, "types"):
+        core.table1(errors).print()
+        core.table1b(errors).print()
+    if args.only in (None, "peers"):
+        Peer(targets, errors, bulk_all=args.pycrdt_bulk_all).run()
+        targets.table().print()
+    for err in errors:
+        print(f"ERROR in {err}", flush=True)
+    progress(f"done in {time.perf_counter() - started:.0f} s")
+    print(f"total wall time {time.perf_counter() - started:.0f} s")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
