@@ -797,6 +797,7 @@ def play(
             delta = op.run(replica.state, step.args, replica.actor)
             untouched = replica.state == before
             expected = op.expect(before, step.args, replica.actor)
+            # Through the replica, so its outbox and subscribers see the edit as usual.
             replica.mutate(lambda state, *, by, d=delta: d)
             deltas[step.replica].append(delta)
             mutations.append(
@@ -810,6 +811,8 @@ def play(
                     untouched,
                 )
             )
+        # Deltas and states are handed over by reference, not copied: a join that wrote
+        # into its argument would show up as replicas that no longer converge.
         elif isinstance(step, Deliver):
             made = deltas[step.src]
             if made and step.src != step.dst:
