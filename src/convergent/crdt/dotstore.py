@@ -507,12 +507,13 @@ class DotMap:
         """The entries whose dots ``ctx`` holds (see `CausalCrdt.restrict`)."""
         out = DotMap(self.kind)
         owner = self.owner
-        if ctx.dot_count() < len(owner):
+        n_dots = ctx.dot_count()
+        if len(owner) >= FLUSH_MIN and 8 * n_dots >= len(owner) and self.flush():
+            keys: set[Key] = set()  # everything is in the block now: restrict it in one pass
+        elif n_dots < len(owner):
             keys = {k for d in ctx.dots() if (k := owner.get(d)) is not None}
         else:
             keys = {k for d, k in owner.items() if d in ctx}
-        if len(keys) >= FLUSH_MIN and 8 * len(keys) >= len(self.overlay) and self.flush():
-            keys = set()  # everything is in the block now: restrict it in one pass
         for k in keys:
             out.put(k, self.kind.restrict(self.overlay[k], ctx))
         b = self.block
@@ -543,29 +544,20 @@ class DotMap:
         if want not in (int, str) or any(type(k) is not want for k in self.overlay):
             return False
         register = self.kind is REGISTER_LEAF
-        keys: list[Key] = []
-        reps: list[int] = []
-        ctrs: list[int] = []
-        hlcs: list[int] = []
-        vals: list[Any] = []
-        for k, store in self.overlay.items():
-            if register:
-                for (r, c), (h, v) in store.items():
-                    keys.append(k)
-                    reps.append(r)
-                    ctrs.append(c)
-                    hlcs.append(h)
-                    vals.append(v)
-            else:
-                for r, c in store:
-                    keys.append(k)
-                    reps.append(r)
-                    ctrs.append(c)
-        kcol = key_column(keys)
+        hcol = vcol = None
+        if register:
+            rows = [(k, d, hv) for k, st in self.overlay.items() for d, hv in st.items()]
+            keys, dots, hvs = zip(*rows, strict=True)
+            hl, vals = zip(*hvs, strict=True)
+            hcol = np.array(hl, dtype=np.int64)
+            vcol = value_array(list(vals))
+        else:
+            pairs = [(k, d) for k, st in self.overlay.items() for d in st]
+            keys, dots = zip(*pairs, strict=True)
+        reps, ctrs = zip(*dots, strict=True)
+        kcol = np.array(keys, dtype=np.int64 if want is int else STR_KEYS)
         rcol = np.array(reps, dtype=np.uint64)
         ccol = np.array(ctrs, dtype=np.uint64)
-        hcol = np.array(hlcs, dtype=np.int64) if register else None
-        vcol = value_array(vals) if register else None
         if self.block is not None:
             b = self.block.compacted()
             kcol = np.concatenate([b.keys, kcol])
