@@ -11,7 +11,7 @@ import itertools
 import math
 import struct
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import pytest
@@ -522,3 +522,44 @@ def test_replica_subscribers_see_local_and_remote_changes_until_removed() -> Non
     r.update(AWSet.add, "w")
     assert len(seen) == 3 and seen[-1].local
     assert r.state.value() == {"x", "y", "w"}
+
+
+# -- regressions found in review -------------------------------------------------------------
+
+
+def test_append_log_field_spellings_are_one_schema() -> None:
+    """``"int64"`` and ``"i8"`` name the same field type: equal, joinable, decodable."""
+    from convergent.codec import decode, encode
+
+    me = Actor(ReplicaId(1))
+    spelled = (("step", "int64"), ("time", "<i8"), ("value", "float64"))
+    log = AppendLog(spelled)
+    log.join_inplace(log.append({"step": 1, "time": 2, "value": 0.5}, by=me))
+    assert AppendLog(spelled) == AppendLog()
+    assert decode(encode(log)) == log
+    assert log.join(AppendLog()) == log
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda s, me: ORMap.set(s, "k", "bad\ud800", by=me),
+        lambda s, me: ORMap.set(s, "bad\ud800", 1, by=me),
+        lambda s, me: ORMap.set_many(s, ["x\udfff"], [1], by=me),
+        lambda s, me: ORMap.set_many(s, ["x"], np.array(["y\udfff"]), by=me),
+    ],
+)
+def test_text_that_is_not_unicode_is_refused_at_the_edge(write: Any) -> None:
+    """Lone surrogates could be stored but never encoded: refuse them before they land."""
+    with pytest.raises(TypeError, match="not valid Unicode"):
+        write(ORMap.initial(), Actor(ReplicaId(1)))
+
+
+def test_empty_bulk_add_leaves_no_block_behind() -> None:
+    """An empty bulk write must not fix the column's key type for later str bulk writes."""
+    me = Actor(ReplicaId(1))
+    s = AWSet.initial()
+    s.join_inplace(s.add_many([], by=me))
+    assert s.store.block is None
+    s.join_inplace(s.add_many([f"id{i}" for i in range(300)], by=me))
+    assert s.store.block is not None and len(s) == 300

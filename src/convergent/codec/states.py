@@ -576,7 +576,7 @@ def _write_applog(w: Writer, s: AppendLog) -> None:
     w.uvarint(len(s.fields))
     for name, dtype in s.fields:
         w.text(name)
-        w.byte(_DTYPES[np.dtype(dtype).str[1:]])
+        w.byte(_DTYPES[dtype])
     writers = s.writers()
     w.uvarint(len(writers))
     for rid in writers:
@@ -588,7 +588,7 @@ def _write_applog(w: Writer, s: AppendLog) -> None:
             w.uvarint(seg.n)
             for name, dtype in s.fields:
                 col = seg.view(name)
-                w.raw(wire.encode_deltas(col) if dtype.endswith("i8") else wire.encode_f64s(col))
+                w.raw(wire.encode_deltas(col) if dtype == "i8" else wire.encode_f64s(col))
 
 
 def _read_applog(r: Reader) -> AppendLog:

@@ -84,7 +84,8 @@ class AppendLog(Crdt):
         for name, dtype in fields:
             if np.dtype(dtype).kind not in "if" or np.dtype(dtype).itemsize != 8:
                 raise TypeError(f"field {name!r}: AppendLog fields are i8 or f8, not {dtype}")
-        self.fields = fields
+        # One spelling per dtype ("int64", "<i8" -> "i8"), so equal schemas compare equal.
+        self.fields = tuple((name, np.dtype(dtype).str[1:]) for name, dtype in fields)
         # writer -> segments sorted by start, disjoint and non-adjacent; the first one is the
         # prefix when it starts at 0.
         self.logs: dict[int, list[Segment]] = logs if logs is not None else {}

@@ -83,6 +83,8 @@ class AWSet(DotMapCrdt):
             observed_dots(self.store, keys, ctx)
             ctx.add_range(by.replica, first, first + n - 1)
         store = DotMap(SET_LEAF)
+        if not n:
+            return type(self)(store, ctx)
         store.block = Block(
             keys,
             np.full(n, by.replica, dtype=np.uint64),

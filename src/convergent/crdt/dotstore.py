@@ -187,14 +187,24 @@ def key_column(keys: Iterable[Key] | NDArray[Any]) -> NDArray[Any]:
                 raise TypeError("integer keys must fit in int64")
             return keys.astype(np.int64, copy=False)
         if keys.dtype.kind in "UT":
-            return keys if keys.dtype.kind == "T" else keys.astype(STR_KEYS)
+            return _str_column(keys)
         raise TypeError(f"keys of dtype {keys.dtype} cannot be set elements or map keys")
     items = keys.tolist() if isinstance(keys, np.ndarray) else list(keys)
     if all(type(k) is int for k in items):
         return np.array(items, dtype=np.int64)
     if all(type(k) is str for k in items):
-        return np.array(items, dtype=STR_KEYS)
+        return _str_column(items)
     raise TypeError("a key column must hold only ints or only strs")
+
+
+def _str_column(items: Any) -> NDArray[Any]:
+    """A variable-width string column; lone surrogates are refused like `check_key` does."""
+    try:
+        if isinstance(items, np.ndarray):
+            return items if items.dtype.kind == "T" else items.astype(STR_KEYS)
+        return np.array(items, dtype=STR_KEYS)
+    except (UnicodeEncodeError, TypeError):
+        raise TypeError("a string column holds text that is not valid Unicode") from None
 
 
 def value_array(items: list[Any]) -> NDArray[Any]:

@@ -136,6 +136,11 @@ class ORMap(DotMapCrdt):
         return value.store if len(value.store) else None
 
     def __getitem__(self, key: Key) -> Embedded:
+        """The value under ``key``: a view that shares this map's state and context.
+
+        Read it, or derive deltas from it inside `apply`; joining into the view directly
+        would change the map behind its back.
+        """
         store = self.store.get(key)
         if store is None:
             raise KeyError(key)
@@ -238,6 +243,8 @@ class ORMap(DotMapCrdt):
         else:
             ts = 0
         store = DotMap(REGISTER_LEAF)
+        if not n:
+            return type(self)(self.values_type, store, ctx)
         store.block = Block(
             uniq,
             np.full(n, by.replica, dtype=np.uint64),
@@ -265,7 +272,10 @@ def _value_column(values: Sequence[Any] | NDArray[Any]) -> NDArray[Any]:
         if kind == "b":
             return values
         if kind in "UT":
-            return values.astype(np.dtypes.StringDType(), copy=False)
+            try:
+                return values.astype(np.dtypes.StringDType(), copy=False)
+            except (UnicodeEncodeError, TypeError):
+                raise TypeError("a value column holds text that is not valid Unicode") from None
         raise TypeError(f"values of dtype {values.dtype} cannot be stored")
     items = [
         check_value(v) for v in (values.tolist() if isinstance(values, np.ndarray) else values)

@@ -57,6 +57,14 @@ def key_order(k: Key) -> tuple[int, Key]:
     raise TypeError(f"a key must be int, str or bytes, not {t.__name__}")
 
 
+def _check_text(s: str, what: str) -> None:
+    # Lone surrogates are valid Python but not Unicode text: no codec or column can hold them.
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        raise TypeError(f"{what} {s!r} is not valid Unicode text (lone surrogate)") from None
+
+
 def check_value(v: Any) -> Value:
     """Return ``v`` if it is a storable value, else raise `TypeError` naming what is wrong.
 
@@ -67,6 +75,8 @@ def check_value(v: Any) -> Value:
     if v is None or t in (bool, int, float, str, bytes):
         if t is int and not -(1 << 127) <= v < (1 << 127):
             raise TypeError(f"integer {v} is outside the storable range [-2**127, 2**127)")
+        if t is str:
+            _check_text(v, "string")
         return v  # type: ignore[no-any-return]
     if t in (tuple, list):
         return tuple(check_value(x) for x in v)
@@ -80,5 +90,7 @@ def check_key(k: Any) -> Key:
     if type(k) in (int, str, bytes):
         if type(k) is int and not -(1 << 63) <= k < (1 << 63):
             raise TypeError(f"integer key {k} is outside the 64-bit range")
+        if type(k) is str:
+            _check_text(k, "key")
         return k  # type: ignore[no-any-return]
     raise TypeError(f"a key must be int, str or bytes, not {type(k).__name__} ({k!r})")
