@@ -45,6 +45,23 @@ WORKER_TIMEOUT = 60.0
 NA = "n/a"
 
 
+def _pycrdt_map_sets(keys: list[str]) -> tuple[Any, Any]:
+    """pycrdt's side of a map-set workload: one transaction per ``m[keys[i]] = i``."""
+
+    def py(dm: tuple[Any, Any]) -> Any:
+        doc, m = dm
+        for i, k in enumerate(keys):
+            with doc.transaction():
+                m[k] = i
+        return doc
+
+    def py_setup() -> tuple[Any, Any]:
+        doc = Doc()
+        return doc, doc.get("m", type=Map)
+
+    return py, py_setup
+
+
 def _ratio(a: float | None, b: float | None) -> str:
     return "-" if a is None or b is None or b == 0 else f"{a / b:.2f}"
 
@@ -111,19 +128,7 @@ class Peer:
             fmt_rate(conv_rate),
         )
         if HAVE_PYCRDT:
-
-            def py_setup() -> tuple[Any, Any]:
-                doc = Doc()
-                return doc, doc.get("m", type=Map)
-
-            def py(dm: tuple[Any, Any]) -> Any:
-                doc, m = dm
-                for i, k in enumerate(keys):
-                    with doc.transaction():
-                        m[k] = i
-                return doc
-
-            py_t, self.py_map = measure(py, py_setup)
+            py_t, self.py_map = measure(*_pycrdt_map_sets(keys))
             py_rate = n / py_t.median
             table.add(
                 "pycrdt",
@@ -630,19 +635,7 @@ class Peer:
             status,
         )
         if HAVE_PYCRDT:
-
-            def py_setup() -> tuple[Any, Any]:
-                doc = Doc()
-                return doc, doc.get("m", type=Map)
-
-            def py(dm: tuple[Any, Any]) -> Any:
-                doc, m = dm
-                for i, k in enumerate(keys):
-                    with doc.transaction():
-                        m[k] = i
-                return doc
-
-            py_t, doc = measure(py, py_setup)
+            py_t, doc = measure(*_pycrdt_map_sets(keys))
             py_bytes = len(doc.get_update())
             self.targets.items[-1].reference = f"pycrdt {py_bytes:,} B"
             table.add(

@@ -6,7 +6,7 @@ runs the same in a hub, a trainer, a browser bridge and a property test.
 
 from convergent.crdt.applog import AppendLog
 from convergent.crdt.awset import AWSet
-from convergent.crdt.base import Actor, Crdt
+from convergent.crdt.base import Actor, CausalCrdt, Crdt
 from convergent.crdt.causal import CausalContext, Dot, ReplicaId, new_replica_id
 from convergent.crdt.clock import HybridLogicalClock, Timestamp
 from convergent.crdt.counter import GCounter, PNCounter
@@ -21,6 +21,7 @@ __all__ = [
     "Actor",
     "AppendLog",
     "CausalContext",
+    "CausalCrdt",
     "Change",
     "Crdt",
     "Dot",

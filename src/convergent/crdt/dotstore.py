@@ -308,9 +308,6 @@ class Block:
             self.alive[rows] = False
             self._live_keys = None
 
-    def holds(self, key: Key) -> bool:
-        return type(key) is self.key_type
-
     def key_list(self) -> list[Any]:
         if self._key_list is None:
             self._key_list = self.keys.tolist()
