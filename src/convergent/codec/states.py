@@ -676,15 +676,20 @@ def _write_rga(w: Writer, s: RGA) -> None:
     w.raw(wire.encode_uvarints(np.array([index[d[1]] for d in dels], dtype=np.uint64)))
 
 
-def _read_ids(r: Reader, table: list[int], n: int, what: str) -> list[tuple[int, int]]:
+def _read_ids(
+    r: Reader, table: list[int], n: int, what: str
+) -> tuple[list[tuple[int, int]], NDArray[np.int64]]:
+    """``n`` sorted RGA ids, and their Lamport times as an array."""
     lams, r.pos = wire.decode_deltas(r.buffer, r.pos, n)
     idx, r.pos = wire.decode_uvarints(r.buffer, r.pos, n)
     if n and (int(lams[0]) < 1 or int(idx.max()) >= len(table)):
         raise InvalidError(f"RGA {what}: Lamport time below 1 or replica index outside the table")
-    ids = list(zip(lams.tolist(), [table[i] for i in idx.tolist()], strict=True))
-    if any(b <= a for a, b in pairwise(ids)):
+    # Strictly increasing (lamport, replica); the table is sorted, so indexes order replicas.
+    step = np.diff(lams)
+    if not np.all((step > 0) | ((step == 0) & (np.diff(idx.astype(np.int64)) > 0))):
         raise InvalidError(f"RGA {what} must be strictly increasing")
-    return ids
+    reps = np.array(table, dtype=np.uint64)[idx].tolist() if n else []
+    return list(zip(lams.tolist(), reps, strict=True)), lams
 
 
 def _read_rga(r: Reader) -> RGA:
@@ -693,7 +698,7 @@ def _read_rga(r: Reader) -> RGA:
     if any(b <= a for a, b in pairwise(table)):
         raise InvalidError("RGA replica table must be strictly increasing")
     n = r.count(4)
-    ids = _read_ids(r, table, n, "element ids")
+    ids, lams = _read_ids(r, table, n, "element ids")
     kinds = r.raw(n)
     n_far = kinds.count(2)
     if len(kinds) - kinds.count(0) - kinds.count(1) != n_far:
@@ -703,31 +708,42 @@ def _read_rga(r: Reader) -> RGA:
     if n_far and int(far_rep.max()) >= len(table):
         raise InvalidError("RGA origin names a replica outside the table")
     values = read_column(r, n).tolist()
-    elements: dict[tuple[int, int], tuple[tuple[int, int] | None, Any]] = {}
-    far = iter(zip(dist.tolist(), far_rep.tolist(), strict=True))
-    prev: tuple[int, int] | None = None
-    for eid, kind, value in zip(ids, kinds, values, strict=True):
-        origin: tuple[int, int] | None = None
-        if kind == 1:
-            if prev is None or prev[0] >= eid[0]:
-                raise InvalidError(f"RGA element {eid} cannot follow the previous element")
-            origin = prev
-        elif kind == 2:
-            d, ri = next(far)
-            if not 1 <= d < eid[0]:
-                raise InvalidError(f"RGA element {eid} names an origin outside (0, its time)")
-            origin = (eid[0] - d, table[ri])
-            if origin == prev:
-                raise InvalidError("non-canonical RGA origin: it is the previous element")
-        elements[eid] = (origin, value)
-        prev = eid
+    chain = n > 0 and kinds[0] == 0 and kinds.count(1) == n - 1
+    origins: list[tuple[int, int] | None]
+    if chain:
+        # One run typed or appended from the start (the common shape): each element's
+        # origin is the one before it, and the document order is the id order.
+        if not np.all(np.diff(lams) > 0):
+            raise InvalidError("RGA elements in a run must have increasing Lamport times")
+        origins = [None, *ids[:-1]]
+    else:
+        origins = []
+        far = iter(zip(dist.tolist(), far_rep.tolist(), strict=True))
+        prev: tuple[int, int] | None = None
+        for eid, kind in zip(ids, kinds, strict=True):
+            origin: tuple[int, int] | None = None
+            if kind == 1:
+                if prev is None or prev[0] >= eid[0]:
+                    raise InvalidError(f"RGA element {eid} cannot follow the previous element")
+                origin = prev
+            elif kind == 2:
+                d, ri = next(far)
+                if not 1 <= d < eid[0]:
+                    raise InvalidError(f"RGA element {eid} names an origin outside (0, its time)")
+                origin = (eid[0] - d, table[ri])
+                if origin == prev:
+                    raise InvalidError("non-canonical RGA origin: it is the previous element")
+            origins.append(origin)
+            prev = eid
+    elements = dict(zip(ids, zip(origins, values, strict=True), strict=True))
     nd = r.count(2)
-    deleted = set(_read_ids(r, table, nd, "tombstones"))
-    used = {e[1] for e in elements} | {e[1] for e in deleted}
-    used |= {o[1] for o, _ in elements.values() if o is not None}
+    deleted = set(_read_ids(r, table, nd, "tombstones")[0])
+    used = {e[1] for e in ids} | {e[1] for e in deleted}
+    if not chain:
+        used |= {o[1] for o in origins if o is not None}
     if used != set(table):
         raise InvalidError("RGA replica table lists a replica no element or tombstone uses")
-    return RGA.from_parts(elements, deleted)
+    return RGA.from_parts(elements, deleted, order=ids if chain else None)
 
 
 # -- entry points -------------------------------------------------------------------------

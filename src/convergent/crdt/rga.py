@@ -180,12 +180,22 @@ class RGA(Crdt):
         cls,
         elements: dict[ElementId, tuple[ElementId | None, Value]],
         deleted: set[ElementId],
+        order: list[ElementId] | None = None,
     ) -> Self:
-        """A state from its element set and tombstones (the codec's constructor)."""
+        """A state from its element set and tombstones (the codec's constructor).
+
+        ``order`` may be given when the elements are one chain (each one's origin is the
+        one before it in ``order``): the tree is then a path and needs no walk.
+        """
         out = cls()
         out.elements = elements
         out.deleted = deleted
-        out._rebuild()
+        if order is None:
+            out._rebuild()
+        else:
+            out._order = order
+            out._integrated = set(order)
+            out.lamport = order[-1][0] if order else 0
         return out
 
     def copy(self) -> Self:
