@@ -162,11 +162,6 @@ class CausalContext:
         lo, hi = ivs[0]
         return (lo <= c <= hi) or (len(ivs) > 1 and _contains(ivs, c))
 
-    def contains(self, replica: int, counter: int) -> bool:
-        """Whether the dot ``(replica, counter)`` has been seen."""
-        ivs = self._by_replica.get(replica)
-        return ivs is not None and _contains(ivs, counter)
-
     def max_counter(self, replica: int) -> int:
         """The highest counter seen from ``replica`` (0 if none): the next dot is this + 1."""
         ivs = self._by_replica.get(replica)
@@ -224,18 +219,6 @@ class CausalContext:
     def is_empty(self) -> bool:
         """Whether no dot has been seen."""
         return not self._by_replica
-
-    def covers(self, other: CausalContext) -> bool:
-        """Whether every dot of ``other`` is in this context."""
-        for rid, ivs in other._by_replica.items():
-            mine = self._by_replica.get(rid)
-            if mine is None:
-                return False
-            for lo, hi in ivs:
-                i = bisect_right(mine, (lo, 1 << 127)) - 1
-                if i < 0 or mine[i][1] < hi:
-                    return False
-        return True
 
     def covers_many(
         self, replicas: NDArray[np.uint64], counters: NDArray[np.uint64]

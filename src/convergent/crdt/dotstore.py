@@ -510,23 +510,28 @@ class DotMap:
         out.block = None if self.block is None else self.block.copy()
         return out
 
+    def keys_seen_by(self, ctx: CausalContext) -> set[Key]:
+        """Dict keys holding a dot that ``ctx`` has seen, through the dot index: the context's
+        dots are looked up when there are fewer of them than indexed dots, else the index is
+        scanned."""
+        owner = self.owner
+        if ctx.dot_count() < len(owner):
+            return {k for d in ctx.dots() if (k := owner.get(d)) is not None}
+        return {k for d, k in owner.items() if d in ctx}
+
     def restrict(self, ctx: CausalContext) -> DotMap:
         """The entries whose dots ``ctx`` holds (see `CausalCrdt.restrict`)."""
         out = DotMap(self.kind)
-        owner = self.owner
-        n_dots = ctx.dot_count()
-        if len(owner) >= FLUSH_MIN and 8 * n_dots >= len(owner) and self.flush():
+        n = len(self.owner)
+        if n >= FLUSH_MIN and 8 * ctx.dot_count() >= n and self.flush():
             keys: set[Key] = set()  # everything is in the block now: restrict it in one pass
-        elif n_dots < len(owner):
-            keys = {k for d in ctx.dots() if (k := owner.get(d)) is not None}
         else:
-            keys = {k for d, k in owner.items() if d in ctx}
+            keys = self.keys_seen_by(ctx)
         for k in keys:
             out.put(k, self.kind.restrict(self.overlay[k], ctx))
         b = self.block
         if b is not None:
-            live = np.flatnonzero(b.alive)
-            hit = live[ctx.covers_many(b.reps[live], b.ctrs[live])]
+            hit = np.sort(b.rows_covered(ctx))  # back to key order
             if len(hit):
                 out.block = Block(
                     b.keys[hit],
@@ -539,6 +544,20 @@ class DotMap:
         return out
 
     # -- writing --------------------------------------------------------------------------
+    def overlay_rows(self) -> tuple[list[Key], list[int], list[int], list[int], list[Any]]:
+        """The dict entries of a flat map as row lists: keys, replicas, counters, HLCs, values
+        (the last two empty for sets)."""
+        ov = self.overlay
+        # Flat comprehensions, not zip(*rows): unzipping 100k tuples costs twice as much.
+        keys = [k for k, st in ov.items() for _ in st]
+        dots = [d for st in ov.values() for d in st]
+        reps = [d[0] for d in dots]
+        ctrs = [d[1] for d in dots]
+        if self.kind is not REGISTER_LEAF:
+            return keys, reps, ctrs, [], []
+        hvs = [hv for st in ov.values() for hv in st.values()]
+        return keys, reps, ctrs, [h for h, _ in hvs], [v for _, v in hvs]
+
     def flush(self) -> bool:
         """Move every dict entry into the block, so large joins and encodings vectorize.
 
@@ -551,17 +570,9 @@ class DotMap:
         if want not in (int, str) or any(type(k) is not want for k in self.overlay):
             return False
         register = self.kind is REGISTER_LEAF
-        hcol = vcol = None
-        if register:
-            rows = [(k, d, hv) for k, st in self.overlay.items() for d, hv in st.items()]
-            keys, dots, hvs = zip(*rows, strict=True)
-            hl, vals = zip(*hvs, strict=True)
-            hcol = np.array(hl, dtype=np.int64)
-            vcol = value_array(list(vals))
-        else:
-            pairs = [(k, d) for k, st in self.overlay.items() for d in st]
-            keys, dots = zip(*pairs, strict=True)
-        reps, ctrs = zip(*dots, strict=True)
+        keys, reps, ctrs, hl, vals = self.overlay_rows()
+        hcol = np.array(hl, dtype=np.int64) if register else None
+        vcol = value_array(vals) if register else None
         kcol = np.array(keys, dtype=np.int64 if want is int else STR_KEYS)
         rcol = np.array(reps, dtype=np.uint64)
         ccol = np.array(ctrs, dtype=np.uint64)
@@ -635,11 +646,7 @@ class DotMap:
         touched: set[Key] = set(other.overlay)
         touched.update(incoming)
         # Our dict keys holding a dot they have seen: their side may have removed it.
-        owner = self.owner
-        if len(owner) <= cb.dot_count():
-            touched.update(k for d, k in owner.items() if d in cb)
-        else:
-            touched.update(owner[d] for d in cb.dots() if d in owner)
+        touched.update(self.keys_seen_by(cb))
         if ob is not None:
             self._join_blocks(ob, ca, cb)
         elif self.block is not None:
@@ -651,18 +658,10 @@ class DotMap:
 
     def _join_overlays(self, other: DotMap, ca: CausalContext, cb: CausalContext) -> None:
         """The dict-only join: the path of every single-key edit, local or remote."""
-        owner = self.owner
         theirs = other.overlay
+        # Their keys, and ours holding a dot they have seen but do not hold (removed there).
         touched = list(theirs)
-        # Our keys holding a dot ``other`` has seen but does not hold: removed on their side.
-        # Look the context's dots up in the index when it is small, else scan the index.
-        if cb.dot_count() < len(owner):
-            for d in cb.dots():
-                k = owner.get(d)
-                if k is not None and k not in theirs:
-                    touched.append(k)
-        else:
-            touched.extend({k for d, k in owner.items() if k not in theirs and d in cb})
+        touched.extend(k for k in self.keys_seen_by(cb) if k not in theirs)
         join = self.kind.join
         overlay = self.overlay
         for k in touched:
@@ -762,24 +761,7 @@ class Rows:
     @classmethod
     def gather(cls, m: DotMap) -> Rows:
         register = m.kind is REGISTER_LEAF
-        ok: list[Key] = []
-        orr: list[int] = []
-        oc: list[int] = []
-        oh: list[int] = []
-        ov: list[Any] = []
-        for k, store in m.overlay.items():
-            if register:
-                for d, (h, v) in store.items():
-                    ok.append(k)
-                    orr.append(d[0])
-                    oc.append(d[1])
-                    oh.append(h)
-                    ov.append(v)
-            else:
-                for d in store:
-                    ok.append(k)
-                    orr.append(d[0])
-                    oc.append(d[1])
+        ok, orr, oc, oh, ov = m.overlay_rows()
         b = m.block.compacted() if m.block is not None else None
         if b is not None and not ok:
             # Blocks are sorted by key only: order rows within a key by dot.
