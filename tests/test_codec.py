@@ -116,8 +116,9 @@ def test_golden_bytes(name: str) -> None:
 
 
 def test_every_type_has_a_golden_vector() -> None:
+    # Run formats (0x10 and up) have their golden vectors in tests/test_run_ops.py.
     encoded_tags = {bytes.fromhex(h)[0] for h in GOLDEN.values()}
-    assert encoded_tags == {t for t in Tag if t is not Tag.CAUSAL_CONTEXT}
+    assert encoded_tags == {t for t in Tag if t < 0x10 and t is not Tag.CAUSAL_CONTEXT}
 
 
 @pytest.mark.parametrize("name", sorted(GOLDEN))

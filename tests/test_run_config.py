@@ -8,10 +8,9 @@ from typing import Any
 
 import pytest
 
-from convergent.codec import decode_as, encode
-from convergent.crdt import HybridLogicalClock, ORMap, Replica, ReplicaId
+from convergent.crdt import HybridLogicalClock, ReplicaId
 from convergent.errors import SchemaError
-from convergent.run import Bool, Choice, Float, Int, List, LiveConfig, Schema, Str
+from convergent.run import Bool, Choice, Float, Int, List, LiveConfig, Run, Schema, Str
 
 SCHEMA = Schema(
     {
@@ -72,12 +71,12 @@ SCHEMA = Schema(
     ],
 )
 def test_every_rule_rejects_with_its_exact_message(key: str, value: Any, message: str) -> None:
-    config = LiveConfig(Replica(ORMap()), SCHEMA)
-    before = encode(config.replica.state)
+    run = Run(config=SCHEMA)
+    before = run.version
     with pytest.raises(SchemaError) as err:
-        config[key] = value
+        run.config[key] = value
     assert str(err.value) == message
-    assert encode(config.replica.state) == before  # nothing was written
+    assert run.version == before  # nothing was written
 
 
 @pytest.mark.parametrize(
@@ -107,7 +106,7 @@ def test_malformed_parameters_are_refused() -> None:
 
 
 def test_values_are_stored_with_their_declared_types() -> None:
-    config = LiveConfig(Replica(ORMap()), SCHEMA)
+    config = Run(config=SCHEMA).config
     config["lr"] = 1  # an int written to a float key is stored as a float
     config["epochs"] = 2**9
     config["betas"] = [0.5, 1]
@@ -118,23 +117,30 @@ def test_values_are_stored_with_their_declared_types() -> None:
 
 
 def replicas(n: int, skews_ms: tuple[int, ...] = (0, 0, 0)) -> list[LiveConfig]:
+    """Replica 1 creates the run with the schema; the others join it from its bytes."""
     now = [1_700_000_000_000]
-    return [
-        LiveConfig(
-            Replica(ORMap(), ReplicaId(i + 1), HybridLogicalClock(wall=lambda s=s: now[0] + s)),
-            SCHEMA,
+    runs: list[Run] = []
+    for i, s in zip(range(n), skews_ms, strict=False):
+        clock = HybridLogicalClock(wall=lambda s=s: now[0] + s)
+        join = runs[0].export_since() if runs else None
+        runs.append(
+            Run(
+                config=SCHEMA if not runs else None,
+                replica_id=ReplicaId(i + 1),
+                clock=clock,
+                join=join,
+            )
         )
-        for i, s in zip(range(n), skews_ms, strict=False)
-    ]
+    return [r.config for r in runs]
 
 
 def sync(*configs: LiveConfig) -> None:
-    """Everyone sends what they wrote to everyone, through the codec."""
-    groups = [c.replica.take_outbox() for c in configs]
-    for c in configs:
-        for g in groups:
-            if g is not None:
-                c.replica.receive(decode_as(encode(g), ORMap), relay=False)
+    """Everyone sends everyone what they lack, as bytes."""
+    runs = [c._run for c in configs]
+    for a in runs:
+        for b in runs:
+            if a is not b:
+                b.merge_bytes(a.export_since(b.version))
 
 
 def test_concurrent_writes_are_both_kept_and_resolve_identically() -> None:

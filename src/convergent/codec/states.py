@@ -317,6 +317,20 @@ def _write_dots(
     w: Writer, table: list[int], reps: NDArray[np.uint64], ctrs: NDArray[np.uint64]
 ) -> None:
     """Dots (already in dot order) as intervals per replica of the table."""
+    if len(reps) <= wire.SMALL:
+        runs: dict[int, list[tuple[int, int]]] = {}
+        for rid, c in zip(reps.tolist(), ctrs.tolist(), strict=True):
+            ivs = runs.setdefault(rid, [])
+            if ivs and ivs[-1][1] + 1 == c:
+                ivs[-1] = (ivs[-1][0], c)
+            else:
+                ivs.append((c, c))
+        for rid in table:
+            if rid in runs:
+                _write_intervals(w, runs[rid])
+            else:
+                w.uvarint(0)
+        return
     tab = np.array(table, dtype=np.uint64)
     idx = np.searchsorted(tab, reps)
     starts = np.searchsorted(idx, np.arange(len(table)), side="left")

@@ -23,6 +23,12 @@ class Tag(IntEnum):
     APPEND_LOG = 0x07
     RGA = 0x08
     CAUSAL_CONTEXT = 0x09
+    # The Run document (convergent.run.ops): one operation, a snapshot of every part, a
+    # bundle of ops and blobs exchanged between replicas, and a replica's version.
+    RUN_OP = 0x10
+    RUN_SNAPSHOT = 0x11
+    RUN_BUNDLE = 0x12
+    RUN_VERSION = 0x13
 
 
 # The format version each tag is written in by this build; decoders accept exactly these.

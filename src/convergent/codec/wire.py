@@ -551,6 +551,23 @@ def _varints_by_rows(u: NDArray[np.uint64], lengths: NDArray[np.uint8], longest:
     return pair.view(np.uint8)[keep.view(np.bool_)].tobytes()
 
 
+# Below this many values a plain loop beats numpy's per-call overhead (a metric row, one
+# config edit); both paths produce the same bytes (tests/test_wire.py checks both).
+SMALL = 32
+_M64 = (1 << 64) - 1
+
+
+def _uvarints_py(values: list[int]) -> bytes:
+    out = bytearray()
+    for value in values:
+        n = value
+        while n >= 0x80:
+            out.append((n & 0x7F) | 0x80)
+            n >>= 7
+        out.append(n)
+    return bytes(out)
+
+
 def encode_uvarints(a: npt.ArrayLike) -> bytes:
     """Encode non-negative integers as concatenated LEB128 varints.
 
@@ -565,8 +582,8 @@ def encode_uvarints(a: npt.ArrayLike) -> bytes:
         TypeError: If ``a`` is not an integer array.
     """
     u = _as_u64(a, "encode_uvarints")
-    if u.size == 0:
-        return b""
+    if u.size <= SMALL:
+        return _uvarints_py(u.tolist())
     top = int(u.max())
     if top < 0x80:
         return u.astype(np.uint8).tobytes()
@@ -579,6 +596,41 @@ def encode_uvarints(a: npt.ArrayLike) -> bytes:
         _scatter_varints(out, ends - lengths, u, lengths)
         return out.tobytes()
     return _varints_by_rows(u, lengths, int(lengths.max()))
+
+
+def _decode_uvarints_py(chunk: bytes, pos: int, n: int) -> tuple[NDArray[np.uint64], int]:
+    """The loop form of `_decode_uvarints` for a few values: same results, same errors."""
+    vals = []
+    p = 0
+    end = len(chunk)
+    for i in range(n):
+        start = p
+        result = shift = 0
+        while True:
+            if p >= end:
+                if p - start >= _U64_VARINT_BYTES:
+                    raise InvalidError(
+                        f"varint at offset {pos + start} is longer than {_U64_VARINT_BYTES} bytes"
+                    )
+                raise TruncatedError(
+                    f"{n} varints expected at offset {pos}, input ends after {i}", needed=n - i
+                )
+            b = chunk[p]
+            p += 1
+            result |= (b & 0x7F) << shift
+            if b < 0x80:
+                break
+            shift += 7
+            if p - start == _U64_VARINT_BYTES:
+                raise InvalidError(
+                    f"varint at offset {pos + start} is longer than {_U64_VARINT_BYTES} bytes"
+                )
+        if b == 0 and p - start > 1:
+            raise InvalidError(f"non-canonical varint at offset {pos + start}")
+        if p - start == _U64_VARINT_BYTES and b > 1:
+            raise InvalidError(f"varint at offset {pos + start} overflows uint64")
+        vals.append(result)
+    return np.array(vals, dtype=np.uint64), pos + p
 
 
 def _decode_uvarints(w: NDArray[np.uint8], pos: int, n: int) -> tuple[NDArray[np.uint64], int]:
@@ -595,6 +647,10 @@ def _decode_uvarints(w: NDArray[np.uint8], pos: int, n: int) -> tuple[NDArray[np
     head = w[pos : pos + n]
     if int(head.max()) < 0x80:  # fast path: all single-byte varints
         return head.astype(np.uint64), pos + n
+    if n <= SMALL:
+        return _decode_uvarints_py(
+            w[pos : pos + min(_U64_VARINT_BYTES * n, avail)].tobytes(), pos, n
+        )
 
     # Find terminator bytes (< 0x80), scanning no further than n varints can
     # reach (10 bytes each) and growing the window geometrically so short
@@ -769,8 +825,15 @@ def encode_deltas(a: npt.ArrayLike) -> bytes:
     per element.
     """
     x = _as_i64(a, "encode_deltas")
-    if x.size == 0:
-        return b""
+    if x.size <= SMALL:
+        zs, prev = [], 0
+        for v in x.tolist():
+            d = (v - prev) & _M64
+            if d >= 1 << 63:
+                d -= 1 << 64
+            zs.append(((d << 1) ^ (d >> 63)) & _M64)
+            prev = v
+        return _uvarints_py(zs)
     u = x.view(np.uint64)
     d = np.empty_like(u)
     d[0] = u[0]
@@ -780,7 +843,17 @@ def encode_deltas(a: npt.ArrayLike) -> bytes:
 
 def decode_deltas(buf: Buffer, pos: int, n: int) -> tuple[NDArray[np.int64], int]:
     """Decode ``n`` values written by :func:`encode_deltas`; returns ``(values, new_pos)``."""
-    u, pos = _decode_uvarints(_u8(buf), pos, n)
+    w = _u8(buf)
+    if 0 < n <= SMALL:
+        _check_span(w.size, pos, n)
+        chunk = w[pos : pos + min(_U64_VARINT_BYTES * n, w.size - pos)].tobytes()
+        zs, end = _decode_uvarints_py(chunk, pos, n)
+        out, acc = [], 0
+        for z in zs.tolist():
+            acc = (acc + ((z >> 1) ^ -(z & 1))) & _M64
+            out.append(acc - (1 << 64) if acc >= 1 << 63 else acc)
+        return np.array(out, dtype=np.int64), end
+    u, pos = _decode_uvarints(w, pos, n)
     d = unzigzag(u).view(np.uint64)
     return np.cumsum(d, dtype=np.uint64).view(np.int64), pos
 
@@ -905,14 +978,28 @@ def _front_encode(data: bytes, lens: NDArray[np.int64]) -> bytes:
     return out.tobytes()
 
 
+def _front_encode_py(items: Sequence[bytes]) -> bytes:
+    """The loop form of `_front_encode` for a few items (same bytes)."""
+    out = bytearray()
+    prev = b""
+    for item in items:
+        p, m = 0, min(len(prev), len(item))
+        while p < m and prev[p] == item[p]:
+            p += 1
+        out += _uvarints_py([p, len(item) - p])
+        out += item[p:]
+        prev = item
+    return bytes(out)
+
+
 def encode_bytes_column(items: Sequence[bytes]) -> bytes:
     """Front-code byte strings: per item, varint(shared prefix), varint(suffix length), suffix.
 
     Any order works; sorted input compresses best. The prefix is always the
     longest one shared with the previous item, which keeps the encoding canonical.
     """
-    if not items:
-        return b""
+    if len(items) <= SMALL:
+        return _front_encode_py(items)
     lens = np.fromiter(map(len, items), dtype=np.int64, count=len(items))
     return _front_encode(b"".join(items), lens)
 
@@ -926,6 +1013,17 @@ def encode_strings(items: Sequence[str]) -> bytes:
     n = len(items)
     if n == 0:
         return b""
+    if n <= SMALL:
+        encoded = []
+        for i, s in enumerate(items):
+            try:
+                encoded.append(s.encode("utf-8"))
+            except UnicodeEncodeError as exc:
+                raise ValueError(
+                    f"item {i} has a lone surrogate {s[exc.start]!r} at index {exc.start}; "
+                    "it cannot be encoded as UTF-8"
+                ) from exc
+        return _front_encode_py(encoded)
     joined = "".join(items)
     try:
         data = joined.encode("utf-8")

@@ -8,6 +8,7 @@ that grow by doubling, so appending is amortized O(rows) and reading a metric is
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any, Self
 
@@ -17,6 +18,16 @@ from numpy.typing import NDArray
 from convergent.crdt.base import Actor, Crdt
 
 DEFAULT_FIELDS: tuple[tuple[str, str], ...] = (("step", "i8"), ("time", "i8"), ("value", "f8"))
+
+
+@functools.lru_cache(maxsize=64)
+def _normalized(fields: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """Check the field types; one spelling per dtype ("int64", "<i8" -> "i8"), so equal
+    schemas compare equal. Cached: every delta of a log repeats its schema."""
+    for name, dtype in fields:
+        if np.dtype(dtype).kind not in "if" or np.dtype(dtype).itemsize != 8:
+            raise TypeError(f"field {name!r}: AppendLog fields are i8 or f8, not {dtype}")
+    return tuple((name, np.dtype(dtype).str[1:]) for name, dtype in fields)
 
 
 class Segment:
@@ -81,11 +92,7 @@ class AppendLog(Crdt):
         fields: tuple[tuple[str, str], ...] = DEFAULT_FIELDS,
         logs: dict[int, list[Segment]] | None = None,
     ) -> None:
-        for name, dtype in fields:
-            if np.dtype(dtype).kind not in "if" or np.dtype(dtype).itemsize != 8:
-                raise TypeError(f"field {name!r}: AppendLog fields are i8 or f8, not {dtype}")
-        # One spelling per dtype ("int64", "<i8" -> "i8"), so equal schemas compare equal.
-        self.fields = tuple((name, np.dtype(dtype).str[1:]) for name, dtype in fields)
+        self.fields = _normalized(fields)
         # writer -> segments sorted by start, disjoint and non-adjacent; the first one is the
         # prefix when it starts at 0.
         self.logs: dict[int, list[Segment]] = logs if logs is not None else {}

@@ -1,20 +1,19 @@
 """`LiveConfig`: a run's hyperparameters as a typed, replicated, dict-like object.
 
-The state is an `ORMap` of `MVRegister`s on a `Replica`. Writes are checked against the
-`Schema` before they become operations. Concurrent writes are all kept: ``config[key]`` is
-the deterministic resolution (highest HLC, then replica id) that every replica computes
-alike, and `LiveConfig.conflicts` shows every concurrent value with its author and time
-until someone who saw them writes again.
+Values live in an `ORMap` of `MVRegister`s (the run's ``config`` part); the rules live in the
+``schema`` part, so every replica checks against the same `Schema` once merged. Writes are
+checked before they become operations. Concurrent writes are all kept: ``config[key]`` is the
+deterministic resolution (highest HLC, then replica id) that every replica computes alike, and
+`LiveConfig.conflicts` shows every concurrent value with its author and time until someone who
+saw them writes again.
 
 Example:
-    >>> from convergent.crdt import ORMap, Replica
-    >>> from convergent.run.schema import Float, Int, Schema
-    >>> schema = Schema({"lr": Float(0.1, min=0.0), "batch_size": Int(64, min=1)})
-    >>> config = LiveConfig(Replica(ORMap()), schema)
-    >>> config["lr"], config["batch_size"]          # defaults until someone writes
+    >>> from convergent.run import Float, Int, Run
+    >>> run = Run(config={"lr": Float(0.1, min=0.0), "batch_size": Int(64, min=1)})
+    >>> run.config["lr"], run.config["batch_size"]      # defaults until someone writes
     (0.1, 64)
-    >>> config["lr"] = 0.02
-    >>> config.to_dict()
+    >>> run.config["lr"] = 0.02
+    >>> run.config.to_dict()
     {'batch_size': 64, 'lr': 0.02}
 """
 
@@ -23,12 +22,32 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from convergent.crdt import MVRegister, ORMap, Replica
+from convergent.crdt import MVRegister, ORMap
 from convergent.crdt.clock import wall_ms
 from convergent.crdt.values import Value
-from convergent.run.schema import Schema
+from convergent.errors import SchemaError
+from convergent.run.ops import Part
+from convergent.run.schema import Param, Schema
+
+if TYPE_CHECKING:
+    from convergent.run.document import Run
+
+
+def schema_of(state: ORMap) -> Schema:
+    """The schema a ``schema`` part holds (each key's resolved spec)."""
+    params = {}
+    for key, reg in state.items():
+        assert isinstance(reg, MVRegister)
+        if reg.entries and isinstance(key, str):
+            params[key] = Param.from_value(reg.resolved())
+    return Schema(params)
+
+
+def applied_key(author: int, counter: int) -> str:
+    """The ``applied`` part's key for the config write with dot ``(author, counter)``."""
+    return f"{author:016x}:{counter}"
 
 
 @dataclass(frozen=True)
@@ -38,6 +57,7 @@ class Written:
     value: Value
     author: int
     timestamp: int
+    counter: int = 0
 
     @property
     def time(self) -> datetime:
@@ -55,35 +75,56 @@ class Conflict:
 
 
 class LiveConfig(Mapping[str, Value]):
-    """Typed config over a replica of an `ORMap` of registers."""
+    """Typed config of a `Run`: read like a dict, write with ``config[key] = value``."""
 
-    def __init__(self, replica: Replica[ORMap], schema: Schema) -> None:
-        self.replica = replica
-        self.schema = schema
+    def __init__(self, run: Run) -> None:
+        self._run = run
+
+    @property
+    def schema(self) -> Schema:
+        return self._run.schema
 
     def _register(self, key: str) -> MVRegister | None:
-        reg = self.replica.state.get(key)
+        reg = self._run._state(Part.CONFIG).get(key)
         assert reg is None or isinstance(reg, MVRegister)
         return reg
 
+    def declare(self, params: Mapping[str, Param]) -> None:
+        """Add config keys (or change their rules); keys already declared alike are skipped.
+
+        Raises:
+            SchemaError: a default breaks its own rule, or a key is not a non-empty string.
+        """
+        Schema(params)  # checks every key and default before anything is written
+        with self._run.transaction():
+            state = self._run._state(Part.SCHEMA)
+            for key, param in params.items():
+                reg = state.get(key)
+                spec = param.to_value()
+                if reg is None or len(reg.entries) != 1 or reg.resolved() != spec:
+                    self._run._edit(Part.SCHEMA, ORMap.set, key, spec)
+
     def __getitem__(self, key: str) -> Value:
-        param = self.schema[key]
-        reg = self._register(key)
-        return param.default if reg is None or not reg.entries else reg.resolved()
+        with self._run._lock:
+            param = self.schema[key]
+            reg = self._register(key)
+            return param.default if reg is None or not reg.entries else reg.resolved()
 
     def __setitem__(self, key: str, value: Any) -> None:
-        self.replica.update(ORMap.set, key, self.schema.check(key, value))
+        self._run._edit(Part.CONFIG, ORMap.set, key, self.schema.check(key, value))
 
     def update_many(self, values: Mapping[str, Any]) -> None:
-        """Check every value first, then write them: all or nothing."""
-        checked = {k: self.schema.check(k, v) for k, v in values.items()}
-        for k, v in checked.items():
-            self.replica.update(ORMap.set, k, v)
+        """Check every value first, then write them as one op: all or nothing."""
+        schema = self.schema
+        checked = {k: schema.check(k, v) for k, v in values.items()}
+        with self._run.transaction():
+            for k, v in checked.items():
+                self._run._edit(Part.CONFIG, ORMap.set, k, v)
 
     def reset(self, key: str) -> None:
         """Forget the written values of ``key`` (it reads its default again)."""
         self.schema[key]
-        self.replica.update(ORMap.remove, key)
+        self._run._edit(Part.CONFIG, ORMap.remove, key)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.schema)
@@ -93,24 +134,43 @@ class LiveConfig(Mapping[str, Value]):
 
     def to_dict(self) -> dict[str, Value]:
         """Every key's current value (written or default)."""
-        return {k: self[k] for k in self.schema}
+        with self._run._lock:
+            return {k: self[k] for k in self.schema}
 
     def written(self, key: str) -> tuple[Written, ...]:
         """The values currently held for ``key``, oldest first (several while in conflict)."""
-        self.schema[key]
-        reg = self._register(key)
-        if reg is None:
-            return ()
-        return tuple(Written(e.value, e.dot.replica, e.timestamp) for e in reg.sorted_entries())
+        with self._run._lock:
+            self.schema[key]
+            reg = self._register(key)
+            if reg is None:
+                return ()
+            return tuple(
+                Written(e.value, e.dot.replica, e.timestamp, e.dot.counter)
+                for e in reg.sorted_entries()
+            )
 
     def conflicts(self) -> list[Conflict]:
         """Keys with concurrent writes nobody has resolved yet, in key order."""
         out = []
-        for key in self.schema:
-            values = self.written(key)
-            if len(values) > 1:
-                out.append(Conflict(key, values, values[-1].value))
+        with self._run._lock:
+            for key in self.schema:
+                values = self.written(key)
+                if len(values) > 1:
+                    out.append(Conflict(key, values, values[-1].value))
         return out
+
+    def record_applied(self, key: str, step: int) -> None:
+        """Record that the value ``key`` reads now took effect at training ``step``.
+
+        Trainers call this at the step boundary where they apply a change, so the history
+        shows the step next to who changed what (requested and applied are different facts).
+        """
+        if type(step) is not int or step < 0:
+            raise SchemaError(f"a training step is an int >= 0, not {step!r}")
+        values = self.written(key)
+        if values:
+            w = values[-1]
+            self._run._edit(Part.APPLIED, ORMap.set, applied_key(w.author, w.counter), step)
 
     def __repr__(self) -> str:
         return f"LiveConfig({self.to_dict()!r})"

@@ -86,6 +86,38 @@ class Param:
             )
         return v
 
+    def to_value(self) -> Value:
+        """The param as a register value, so a run's schema replicates like its config."""
+        return (
+            self.kind,
+            self.default,
+            self.min,
+            self.max,
+            self.choices,
+            self.item,
+            self.max_len,
+            self.help,
+        )
+
+    @staticmethod
+    def from_value(value: Value) -> Param:
+        """Inverse of `to_value`; raises `SchemaError` for anything else."""
+        if not (isinstance(value, tuple) and len(value) == 8 and value[0] in _KINDS):
+            raise SchemaError(f"not a config parameter spec: {value!r}")
+        kind, default, lo, hi, choices, item, max_len, text = value
+        if not (
+            isinstance(choices, tuple)
+            and (item is None or item in _ARTICLE)
+            and (max_len is None or type(max_len) is int)
+            and isinstance(text, str)
+            and all(b is None or type(b) in (int, float) for b in (lo, hi))
+        ):
+            raise SchemaError(f"not a config parameter spec: {value!r}")
+        return Param(kind, default, lo, hi, choices, item, max_len, text)  # type: ignore[arg-type]
+
+
+_KINDS = ("int", "float", "bool", "str", "choice", "list")
+
 
 class _RuleError(Exception):
     """A broken rule, before the key is known."""

@@ -1,0 +1,88 @@
+"""`MemoryStore`: the `Store` contract in process memory (tests, scratch runs)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+
+from convergent.storage.base import Snapshot, StoredOp
+
+
+class MemoryStore:
+    """A store that lives as long as the process.
+
+    Example:
+        >>> store = MemoryStore()
+        >>> store.append([(StoredOp(1, 1, 0, 1, b"op"), {b"d": b"blob"})])
+        [1]
+        >>> [op.data for _, op in store.ops_after(0)], store.get_blob(b"d")
+        ([b'op'], b'blob')
+    """
+
+    def __init__(self) -> None:
+        self._meta: dict[str, str] = {}
+        self._ops: list[StoredOp] = []
+        self._held: set[tuple[int, int]] = set()
+        self._by_origin: dict[int, list[StoredOp]] = {}
+        self._blobs: dict[bytes, tuple[int, int, bytes]] = {}
+        self._by_prefix: dict[bytes, list[bytes]] = {}  # first 8 bytes -> digests
+        self._snapshot: Snapshot | None = None
+
+    def get_meta(self, key: str) -> str | None:
+        return self._meta.get(key)
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._meta[key] = value
+
+    def append(self, batch: Sequence[tuple[StoredOp, Mapping[bytes, bytes]]]) -> list[int]:
+        positions = []
+        for op, blobs in batch:
+            if (op.origin, op.seq) in self._held:
+                continue
+            self._held.add((op.origin, op.seq))
+            self._ops.append(op)
+            mine = self._by_origin.setdefault(op.origin, [])
+            mine.append(op)
+            if len(mine) > 1 and mine[-2].seq > op.seq:
+                mine.sort(key=lambda o: o.seq)
+            positions.append(len(self._ops))
+            for digest, data in blobs.items():
+                if digest not in self._blobs:
+                    self._blobs[digest] = (op.origin, op.seq, bytes(data))
+                    self._by_prefix.setdefault(digest[:8], []).append(digest)
+        return positions
+
+    def ops_after(self, position: int, parts: int = -1) -> Iterator[tuple[int, StoredOp]]:
+        for i in range(max(position, 0), len(self._ops)):
+            op = self._ops[i]
+            if op.parts & parts:
+                yield i + 1, op
+
+    def ops_of(self, origin: int, after_seq: int) -> Iterator[StoredOp]:
+        return (op for op in self._by_origin.get(origin, ()) if op.seq > after_seq)
+
+    def blobs_of(self, origin: int, after_seq: int) -> Iterator[tuple[int, bytes, bytes]]:
+        for digest, (o, seq, data) in self._blobs.items():
+            if o == origin and seq > after_seq:
+                yield seq, digest, data
+
+    def get_blob(self, digest: bytes) -> bytes | None:
+        held = self._blobs.get(digest)
+        return None if held is None else held[2]
+
+    def find_blob(self, prefix: bytes) -> list[tuple[bytes, bytes]]:
+        short = len(prefix) < 8
+        candidates = list(self._blobs) if short else self._by_prefix.get(prefix[:8], [])
+        found = sorted(d for d in candidates if d.startswith(prefix))[:2]
+        return [(d, self._blobs[d][2]) for d in found]
+
+    def missing_blobs(self, digests: Iterable[bytes]) -> set[bytes]:
+        return {d for d in digests if d not in self._blobs}
+
+    def snapshot(self) -> Snapshot | None:
+        return self._snapshot
+
+    def put_snapshot(self, snapshot: Snapshot) -> None:
+        self._snapshot = snapshot
+
+    def close(self) -> None:
+        pass
