@@ -20,8 +20,28 @@ from typing import TYPE_CHECKING, Any, Literal
 
 __version__ = "0.1.0"
 
+from convergent.errors import (
+    AuthError,
+    ConvergentError,
+    DecodeError,
+    ProtocolError,
+    SchemaError,
+    StorageError,
+)
+
 if TYPE_CHECKING:
     from convergent.run import Param, Run
+
+__all__ = [
+    "AuthError",
+    "ConvergentError",
+    "DecodeError",
+    "ProtocolError",
+    "SchemaError",
+    "StorageError",
+    "__version__",
+    "open",
+]
 
 
 def open(

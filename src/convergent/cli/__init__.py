@@ -1,8 +1,8 @@
 """The ``convergent`` command line.
 
 Only ``convergent demo`` exists until the hub and the trainer land (later layers); it shows
-the core at work: two people edit one run's shared state while offline, swap the deltas as
-bytes, and both end with the same state, with the concurrent config edits surfaced.
+the Run document at work: two people edit one run in two local files while offline, swap what
+the other lacks as bytes, and both end with the same run, concurrent config edits surfaced.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from convergent import __version__
 from convergent.cli.demo import run_demo
@@ -25,19 +26,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = sub.add_parser(
         "demo",
-        help="two offline replicas edit concurrently, merge, and show the conflicts",
+        help="two offline replicas of a run edit concurrently, merge, show the conflicts",
         description=(
-            "Two replicas (alice and bob) edit a run's config, dataset and notes while "
-            "offline, exchange their deltas as bytes, and print the converged state with "
-            "the surfaced conflicts."
+            "Two replicas (alice and bob) of one run, each in its own SQLite file, edit the "
+            "config, dataset, notes and metrics while offline, exchange what the other lacks "
+            "as bytes, and print the converged run with the surfaced conflicts."
         ),
     )
-    demo.add_argument("--samples", type=int, default=1797, help="dataset ids to bulk-add")
+    demo.add_argument(
+        "--dir", type=Path, default=None, help="keep the two run files in this folder"
+    )
     args = parser.parse_args(argv)
     if args.command == "demo":
-        if args.samples < 0:
-            parser.error("--samples must be >= 0")
-        run_demo(args.samples, out=sys.stdout)
+        run_demo(args.dir, out=sys.stdout)
         return 0
     parser.print_help()
     return 0

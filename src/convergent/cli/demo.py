@@ -1,136 +1,107 @@
-"""The core demonstration behind ``make demo`` (until the live training demo replaces it)."""
+"""The demonstration behind ``make demo`` (until the live training demo replaces it).
+
+Two people hold replicas of one run in two SQLite files, edit them while offline, exchange
+what the other lacks as bytes, and end with the same run; concurrent config writes are shown
+as conflicts that resolve the same way on both sides.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import tempfile
+from pathlib import Path
 from typing import TextIO
 
 import numpy as np
 
-from convergent.codec import decode_as, encode
-from convergent.crdt import (
-    RGA,
-    AppendLog,
-    AWSet,
-    HybridLogicalClock,
-    MVRegister,
-    ORMap,
-    Replica,
-    ReplicaId,
-)
-from convergent.crdt.clock import wall_ms
-from convergent.crdt.ormap import MapOf
-
-SAMPLES = ORMap.of(ORMap.of(MVRegister))
+import convergent
+from convergent.run import Choice, Float, Int, Run
 
 
-class Person:
-    """One person's offline replica of a run's shared state."""
-
-    def __init__(self, name: str, rid: int) -> None:
-        clock = HybridLogicalClock()
-        self.name = name
-        self.config = Replica(ORMap(), ReplicaId(rid), clock)
-        self.dataset = Replica(AWSet(), ReplicaId(rid), clock)
-        self.labels = Replica(ORMap(MapOf(MVRegister)), ReplicaId(rid), clock)
-        self.notes = Replica(RGA(), ReplicaId(rid), clock)
-        self.metrics = Replica(AppendLog(), ReplicaId(rid), clock)
-
-    def parts(self) -> list[Replica]:  # type: ignore[type-arg]
-        return [self.config, self.dataset, self.labels, self.notes, self.metrics]
-
-    def outgoing(self) -> list[bytes]:
-        """Everything edited since the last exchange, as encoded delta-groups."""
-        return [encode(g) if (g := r.take_outbox()) is not None else b"" for r in self.parts()]
-
-    def incoming(self, payloads: list[bytes]) -> None:
-        for replica, data in zip(self.parts(), payloads, strict=True):
-            if data:
-                replica.receive(decode_as(data, type(replica.state)), relay=False)
+def _digits(run: Run) -> list[int]:
+    try:
+        return run.dataset.from_sklearn("digits")
+    except convergent.SchemaError:  # scikit-learn is not installed: digit-shaped noise
+        rng = np.random.default_rng(0)
+        x = rng.integers(0, 17, size=(1797, 8, 8), dtype=np.uint8)
+        return run.dataset.add_many(x, rng.integers(0, 10, size=1797))
 
 
-def run_demo(samples: int, out: TextIO) -> None:
-    """Print the demonstration to ``out``."""
+def run_demo(folder: Path | None, out: TextIO) -> None:
+    """Print the demonstration to ``out``; the run files go to ``folder`` (a temp dir if None)."""
 
     def say(text: str = "") -> None:
-        print(text, file=out)
+        print(text, file=out, flush=True)
 
-    alice, bob = Person("alice", 0xA11CE), Person("bob", 0xB0B)
-    say("convergent demo: two people, one run, no server, no locks")
-    say("=" * 62)
-
-    ids = np.arange(samples, dtype=np.int64)
-    alice.dataset.update(AWSet.add_many, ids)
-    alice.config.update(ORMap.set, "lr", 0.1)
-    alice.config.update(ORMap.set, "batch_size", 64)
-    alice.notes.update(RGA.extend, ["baseline run on digits"])
-    sent = [len(p) for p in alice.outgoing()]
-    bob.incoming([encode(r.state) for r in alice.parts()])
-    say(f"alice creates the run: {samples} samples, lr=0.1, batch_size=64 ({sum(sent):,} bytes)")
-    say("bob joins and receives it. Now both go offline and edit concurrently:")
-    say()
-
-    alice.config.update(ORMap.set, "lr", 0.02)
-    alice.dataset.update(AWSet.remove, 7)
-    alice.labels.update(ORMap.apply, 12, lambda m: m.set("label", 3, by=alice.config.actor))
-    alice.notes.update(RGA.append, "alice: lowering lr, loss plateaued")
-    alice.metrics.update(
-        AppendLog.append_many, {"step": [1, 2], "time": [0, 0], "value": [2.3, 1.9]}
-    )
-    say("  alice: lr = 0.02, removes sample 7, relabels sample 12 -> 3, writes a note")
-
-    bob.config.update(ORMap.set, "lr", 0.05)
-    bob.config.update(ORMap.set, "momentum", 0.9)
-    bob.dataset.update(AWSet.add, 7)  # bob re-adds 7 without having seen alice's remove
-    bob.labels.update(ORMap.apply, 12, lambda m: m.set("label", 8, by=bob.config.actor))
-    bob.notes.update(RGA.append, "bob: trying momentum")
-    bob.metrics.update(AppendLog.append_many, {"step": [1], "time": [0], "value": [2.2]})
-    say("  bob:   lr = 0.05, momentum = 0.9, re-adds sample 7, relabels sample 12 -> 8, a note")
-    say()
-
-    a_out, b_out = alice.outgoing(), bob.outgoing()
-    say(
-        f"they reconnect and swap deltas: alice sends {sum(map(len, a_out)):,} bytes, "
-        f"bob sends {sum(map(len, b_out)):,} bytes"
-    )
-    alice.incoming(b_out)
-    bob.incoming(a_out)
-
-    same = all(
-        encode(x.state) == encode(y.state) for x, y in zip(alice.parts(), bob.parts(), strict=True)
-    )
-    say(f"converged: {'yes, byte-identical states' if same else 'NO (this is a bug)'}")
-    say()
-    say("config:")
-    for key, reg in alice.config.state.items():
-        assert isinstance(reg, MVRegister)
-        if reg.is_conflict:
-            who = {alice.config.id: "alice", bob.config.id: "bob"}
-            shown = ", ".join(
-                f"{e.value!r} by {who.get(ReplicaId(e.dot.replica), '?')} at "
-                f"{datetime.fromtimestamp(wall_ms(e.timestamp) / 1000, UTC):%H:%M:%S.%f}"[:-3]
-                for e in reg.sorted_entries()
-            )
-            say(f"  {key!s:<11} CONFLICT: {shown}; resolves to {reg.resolved()!r} on every replica")
-        else:
-            say(f"  {key!s:<11} {reg.resolved()!r}")
-    label = alice.labels.state[12]
-    assert isinstance(label, ORMap)
-    reg = label["label"]
-    assert isinstance(reg, MVRegister)
-    say(
-        f"dataset: {len(alice.dataset.state)} samples; sample 7 present: "
-        f"{7 in alice.dataset.state} (add wins over the concurrent remove)"
-    )
-    say(f"sample 12 label: CONFLICT {list(reg.value())} (both relabels kept for a human to pick)")
-    say(f"notes: {alice.notes.state.value()}")
-    say(f"metrics: {len(alice.metrics.state)} points from 2 writers, never a conflict")
-    say()
-    alice.config.update(ORMap.set, "lr", 0.03)
-    bob.incoming(alice.outgoing())
-    final = bob.config.state["lr"]
-    assert isinstance(final, MVRegister)
-    say(
-        f"alice resolves lr to 0.03 having seen both; bob now sees {list(final.value())}, "
-        f"conflict: {final.is_conflict}"
-    )
+    with tempfile.TemporaryDirectory() as scratch:
+        where = Path(folder) if folder is not None else Path(scratch)
+        where.mkdir(parents=True, exist_ok=True)
+        a_path, b_path = where / "alice.convergent", where / "bob.convergent"
+        for p in (a_path, b_path):
+            p.unlink(missing_ok=True)
+        say("convergent demo: two people, one run, no server, no locks")
+        say("=" * 62)
+        schema = {
+            "lr": Float(0.1, min=0.0, max=1.0),
+            "batch_size": Int(64, min=1),
+            "optimizer": Choice("sgd", ["sgd", "adam"]),
+        }
+        with convergent.open(a_path, config=schema, user="alice") as alice:
+            ids = _digits(alice)
+            alice.notes.description = "MLP on scikit-learn digits."
+            start = alice.export_since()
+            say(f"alice creates {a_path.name}: {len(ids):,} digits, lr = 0.1 ({len(start):,} B)")
+            with convergent.open(b_path, join=start, user="bob") as bob:
+                say(f"bob joins from alice's bytes into {b_path.name}; both go offline and edit:")
+                say()
+                alice.config["lr"] = 0.02
+                alice.dataset.remove(ids[7])
+                alice.dataset.relabel(ids[12], 3)
+                alice.notes.add("lowering lr: the loss plateaued")
+                alice.log({"loss": 2.3}, step=1)
+                say("  alice: lr = 0.02, removes sample 7, relabels sample 12 -> 3, a comment")
+                bob.config["lr"] = 0.05
+                bob.config["optimizer"] = "adam"
+                bob.dataset.add(alice.dataset.payload(ids[7]))  # re-adds sample 7
+                bob.dataset.relabel(ids[12], 8)
+                bob.log({"loss": 2.2}, step=1)
+                say("  bob:   lr = 0.05, optimizer = adam, re-adds sample 7, relabels 12 -> 8")
+                say()
+                to_bob, to_alice = alice.export_since(bob.version), bob.export_since(alice.version)
+                bob.merge_bytes(to_bob)
+                alice.merge_bytes(to_alice)
+                say(f"they swap what the other lacks: {len(to_bob):,} B and {len(to_alice):,} B")
+                same = alice.export_since() == bob.export_since() or (
+                    alice.config.to_dict() == bob.config.to_dict()
+                    and alice.dataset.view() == bob.dataset.view()
+                )
+                say(f"converged: {'yes' if same else 'NO (this is a bug)'}")
+                say()
+                say("config:")
+                conflicts = {c.key: c for c in alice.config.conflicts()}
+                for key, value in alice.config.to_dict().items():
+                    c = conflicts.get(key)
+                    if c is None:
+                        say(f"  {key:<11} {value!r}")
+                        continue
+                    shown = ", ".join(
+                        f"{w.value!r} by {alice.members.name_of(w.author)} at {w.time:%H:%M:%S}"
+                        for w in c.values
+                    )
+                    say(f"  {key:<11} CONFLICT {shown}; every replica reads {c.resolved!r}")
+                say(
+                    f"dataset: {len(alice.dataset):,} samples; sample 7 is back "
+                    f"({ids[7] in alice.dataset}: add wins over the concurrent remove); "
+                    f"sample 12 reads label {alice.dataset[ids[12]].label!r} on both sides"
+                )
+                say(f"metrics: {len(alice.metrics('loss'))} loss points from 2 writers")
+                say()
+                alice.config["lr"] = 0.03
+                bob.merge_bytes(alice.export_since(bob.version))
+                say(
+                    f"alice sets lr = 0.03 having seen both; bob reads {bob.config['lr']!r} with "
+                    f"{len(bob.config.conflicts())} conflicts left. lr's history on bob's side:"
+                )
+                for entry in bob.history("config", "lr"):
+                    say(f"  {entry}")
+        if folder is not None:
+            say(f"\nthe two run files are in {where}/")

@@ -507,7 +507,7 @@ class Run:
     def history(
         self,
         part: str | None = None,
-        key: str | None = None,
+        key: str | int | None = None,
         *,
         limit: int | None = None,
     ) -> list[HistoryEntry]:
@@ -516,7 +516,7 @@ class Run:
         Args:
             part: only this part (``"config"``, ``"dataset"``, ``"notes"``, ``"control"``,
                 ``"checkpoints"``, ``"members"``).
-            key: only this key (a config key, a sample id, a comment id).
+            key: only this key (a config key, a sample id (int or hex), a comment id).
             limit: only the last ``limit`` entries.
         """
         from convergent.run.history import history

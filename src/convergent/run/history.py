@@ -81,7 +81,9 @@ def _register_rows(delta: ORMap) -> Iterator[tuple[Any, int, int, Value]]:
     yield from zip(rows.keys, rows.reps.tolist(), rows.ctrs.tolist(), rows.values, strict=True)
 
 
-def history(run: Run, part: str | None, key: str | None, limit: int | None) -> list[HistoryEntry]:
+def history(
+    run: Run, part: str | None, key: str | int | None, limit: int | None
+) -> list[HistoryEntry]:
     if part is not None and part not in GROUPS:
         raise SchemaError(f"unknown part {part!r}; one of {', '.join(GROUPS)}")
     wanted = GROUPS[part] if part is not None else tuple(_GROUP_OF)
@@ -96,18 +98,18 @@ def history(run: Run, part: str | None, key: str | None, limit: int | None) -> l
         applied = resolved_values(run._state(Part.APPLIED))
         names = {rid: run.members.name_of(rid) for rid in {op.origin for op in ops}}
     # Pass 1: what every register write and every set add wrote, by dot.
-    written: dict[tuple[Part, int, int], tuple[Any, Value]] = {}
+    written: dict[tuple[Part, int, int], tuple[Any, Value, int]] = {}
     for op in ops:
         for p, delta in op.deltas.items():
             if p in _REGISTER_PARTS and isinstance(delta, ORMap):
                 for k, rep, ctr, v in _register_rows(delta):
-                    written[(p, rep, ctr)] = (k, v)
+                    written[(p, rep, ctr)] = (k, v, op.hlc)
             elif p is Part.SAMPLES and isinstance(delta, AWSet):
                 rows = delta.store.rows()
                 for k, rep, ctr in zip(
                     rows.keys, rows.reps.tolist(), rows.ctrs.tolist(), strict=True
                 ):
-                    written[(p, rep, ctr)] = (k, True)
+                    written[(p, rep, ctr)] = (k, True, op.hlc)
     # Pass 2: one entry per change, in HLC order (then origin, seq: a total order).
     ops.sort(key=lambda op: (op.hlc, op.origin, op.seq))
     out: list[HistoryEntry] = []
@@ -116,7 +118,8 @@ def history(run: Run, part: str | None, key: str | None, limit: int | None) -> l
             if p in wanted:
                 out.extend(_describe(op, p, delta, written, applied, names[op.origin]))
     if key is not None:
-        out = [e for e in out if e.key == key]
+        text = format_id(key) if isinstance(key, int) else str(key)
+        out = [e for e in out if e.key == text]
     return out[-limit:] if limit is not None else out
 
 
@@ -158,7 +161,7 @@ def _describe(
     op: Op,
     p: Part,
     delta: Any,
-    written: dict[tuple[Part, int, int], tuple[Any, Value]],
+    written: dict[tuple[Part, int, int], tuple[Any, Value, int]],
     applied: dict[Any, Value],
     user: str,
 ) -> Iterator[HistoryEntry]:
@@ -191,15 +194,17 @@ def _describe(
             for k, rep, ctr, v in rows:
                 if rep != op.origin:
                     continue
-                olds = (
+                # What the author saw and replaced, oldest write first.
+                seen = (
                     [
-                        w[1]
+                        (w[2], d[0], w[1])
                         for d in ctx.dots()
                         if (w := written.get((p, *d))) and w[0] == k and d != (rep, ctr)
                     ]
                     if ctx.dot_count() <= 64
                     else []
                 )
+                olds = [v for _, _, v in sorted(seen, key=lambda s: s[:2])]
                 old = olds[-1] if len(olds) == 1 else (tuple(olds) if olds else None)
                 step = applied.get(applied_key(rep, ctr)) if p is Part.CONFIG else None
                 arrow = f"{_show(old, p)} → {_show(v, p)}" if olds else _show(v, p)

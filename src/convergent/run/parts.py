@@ -56,7 +56,17 @@ def _newest(reg: Any) -> tuple[Value, int, int] | None:
     return e.value, e.dot.replica, e.timestamp
 
 
+def _hex_id(value: Value) -> int:
+    try:
+        return int(str(value), 16) if type(value) is str else 0
+    except ValueError:
+        return 0
+
+
 # -- notes --------------------------------------------------------------------------------
+_COMMENT_FIELDS = ("text", "author", "created", "resolved")
+
+
 @dataclass(frozen=True)
 class Comment:
     """A comment on the run: who wrote it and when, who edited it last, resolved or not."""
@@ -81,19 +91,44 @@ class Notes:
     def __init__(self, run: Run) -> None:
         self._run = run
 
-    def _set(self, cid: str, field: str, value: Value) -> None:
+    def _write(self, cid: str, **changes: Value) -> None:
+        """Write ``changes`` and rewrite every other field with its current value.
+
+        A comment is a map of registers, and a delete forgets the fields it saw; rewriting
+        them all with each edit makes an edit concurrent with a delete keep the whole
+        comment (the edit wins), not a comment with only its edited field left.
+        """
         run = self._run
         actor = run._actor(Part.COMMENTS)
-        run._edit(Part.COMMENTS, ORMap.apply, cid, lambda m: m.set(field, value, by=actor))
+        fields = run._state(Part.COMMENTS).get(cid)
+        with run.transaction():
+            for field in _COMMENT_FIELDS:
+                if field in changes:
+                    value = changes[field]
+                else:
+                    newest = _newest(fields.get(field)) if fields is not None else None
+                    if newest is None:
+                        continue
+                    value = newest[0]
+                run._edit(
+                    Part.COMMENTS,
+                    ORMap.apply,
+                    cid,
+                    lambda m, f=field, v=value: m.set(f, v, by=actor),
+                )
 
     def add(self, text: str) -> str:
         """Add a comment; returns its id."""
         _text(text, "a comment")
         cid = uuid.uuid4().hex[:16]
-        with self._run.transaction():
-            self._set(cid, "text", text)
-            self._set(cid, "author", f"{self._run.replica_id:016x}")
-            self._set(cid, "resolved", False)
+        run = self._run
+        self._write(
+            cid,
+            text=text,
+            author=f"{run.replica_id:016x}",
+            created=int(run.clock.now()),
+            resolved=False,
+        )
         return cid
 
     def _known(self, cid: str) -> None:
@@ -104,14 +139,14 @@ class Notes:
         """Replace a comment's text."""
         _text(text, "a comment")
         self._known(cid)
-        self._set(cid, "text", text)
+        self._write(cid, text=text)
 
     def resolve(self, cid: str, resolved: bool = True) -> None:
         """Mark a comment resolved (or open again with ``resolved=False``)."""
         if type(resolved) is not bool:
             raise SchemaError(f"resolved is a bool, not {resolved!r}")
         self._known(cid)
-        self._set(cid, "resolved", resolved)
+        self._write(cid, resolved=resolved)
 
     def delete(self, cid: str) -> None:
         """Delete a comment (a concurrent edit keeps it)."""
@@ -125,23 +160,17 @@ class Notes:
                 raise KeyError(f"no comment {cid!r} in this run")
             text = _newest(fields.get("text"))
             author = _newest(fields.get("author"))
+            created = _newest(fields.get("created"))
             resolved = _newest(fields.get("resolved"))
-            first = (
-                min(
-                    (e.timestamp for e in fields["author"].sorted_entries()),
-                    default=0,
-                )
-                if fields.get("author") is not None
-                else 0
-            )
+            edited_at = text[2] if text else 0
             return Comment(
                 cid,
                 str(text[0]) if text else "",
-                int(str(author[0]), 16) if author else 0,
-                _time(first or (text[2] if text else 0)),
+                _hex_id(author[0]) if author else 0,
+                _time(created[0] if created and type(created[0]) is int else edited_at),
                 text[1] if text else 0,
-                _time(text[2] if text else 0),
-                bool(resolved[0]) if resolved else False,
+                _time(edited_at),
+                resolved[0] is True if resolved else False,
             )
 
     def __iter__(self) -> Any:
