@@ -109,6 +109,20 @@ def test_a_schema_declared_on_one_replica_reaches_the_others() -> None:
         bob.config["momentum"] = 1.5
 
 
+def test_merged_values_that_break_the_schema_are_listed() -> None:
+    alice, bob = team(2)
+    bob.config.declare({"lr": Float(0.1, min=0.0, max=5.0)})  # bob's rule is looser
+    bob.config["lr"] = 3.0
+    sync(alice, bob)
+    alice.config.declare({"lr": Float(0.1, min=0.0, max=1.0)})  # alice tightens it later
+    sync(alice, bob)
+    assert (
+        alice.config.invalid()
+        == [("lr", 3.0, "config key 'lr': 3.0 is above the maximum 1.0")]
+        == bob.config.invalid()
+    )
+
+
 # -- dataset --------------------------------------------------------------------------------
 def test_samples_are_identified_by_content() -> None:
     [run] = team(1)

@@ -159,6 +159,26 @@ class LiveConfig(Mapping[str, Value]):
                     out.append(Conflict(key, values, values[-1].value))
         return out
 
+    def invalid(self) -> list[tuple[str, Value, str]]:
+        """``(key, value, why)`` for merged values that break the current schema.
+
+        A replica's own writes are checked at the edge, but a value merged from elsewhere
+        was checked against the rules *that* replica had (or by nobody, if it is buggy). A
+        trainer keeps the last valid value of such a key and reports it; this lists them.
+        """
+        out = []
+        with self._run._lock:
+            schema = self.schema
+            for key, reg in self._run._state(Part.CONFIG).items():
+                if not isinstance(reg, MVRegister) or not reg.entries:
+                    continue
+                value = reg.resolved()
+                try:
+                    schema.check(str(key), value)
+                except SchemaError as err:
+                    out.append((str(key), value, str(err)))
+        return out
+
     def record_applied(self, key: str, step: int) -> None:
         """Record that the value ``key`` reads now took effect at training ``step``.
 
