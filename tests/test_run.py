@@ -466,6 +466,16 @@ def test_exchange_is_idempotent_relayed_and_proportional() -> None:
     assert bob.merge_bytes(small) == 1
 
 
+def test_a_replica_restored_from_a_peer_never_reuses_its_op_ids() -> None:
+    a = Run(replica_id=ReplicaId(5))
+    a.dataset.add("x")
+    b = Run(replica_id=ReplicaId(5), join=a.export_since())  # the same replica, restored
+    b.dataset.add("y")
+    c = Run(join=a.export_since())
+    assert c.merge_bytes(b.export_since()) == 1
+    assert len(c.dataset) == len(b.dataset) == 2
+
+
 def test_bad_bytes_change_nothing() -> None:
     alice, bob = team(2)
     alice.config["lr"] = 0.3

@@ -36,7 +36,13 @@ from typing import TYPE_CHECKING, Any
 from convergent.crdt import CausalContext, Crdt, HybridLogicalClock, Replica, ReplicaId
 from convergent.crdt.causal import new_replica_id
 from convergent.crdt.replica import Subscription
-from convergent.errors import ConvergentError, DecodeError, InvalidError, StorageError
+from convergent.errors import (
+    ConvergentError,
+    DecodeError,
+    InvalidError,
+    StorageError,
+    TruncatedError,
+)
 from convergent.run.ops import (
     INITIAL,
     Bundle,
@@ -227,6 +233,10 @@ class Run:
             self._replicas[part].receive(delta, relay=False)
             self._part_revisions[part] += 1
         self._version.add(op.origin, op.seq)
+        if op.origin == self.replica_id and op.seq > self._seq:
+            # Our own ops coming back (a replica restored from a peer's copy): never reuse
+            # an op id that others already hold.
+            self._seq = op.seq
 
     # -- identity --------------------------------------------------------------------------
     @property
@@ -400,7 +410,11 @@ class Run:
         bundle = decode_bundle(data)
         ops: list[tuple[Op, StoredOp, Mapping[bytes, bytes]]] = []
         for raw, blobs in bundle.ops:
-            op = decode_op(raw)
+            try:
+                op = decode_op(raw)
+            except TruncatedError as err:
+                # Each op sits inside a complete length prefix: more bytes cannot help.
+                raise InvalidError(f"an op in the bundle is cut short: {err}") from None
             for digest, payload in blobs.items():
                 if digest_of(payload) != digest:
                     raise InvalidError(f"blob {digest.hex()} does not match its digest")

@@ -28,7 +28,7 @@ from convergent.codec.states import read_context, write_context
 from convergent.codec.tags import VERSIONS, Tag
 from convergent.codec.wire import Reader, Writer
 from convergent.crdt import RGA, AppendLog, AWSet, CausalContext, Crdt, MVRegister, ORMap
-from convergent.errors import InvalidError, UnsupportedVersionError
+from convergent.errors import InvalidError, TruncatedError, UnsupportedVersionError
 
 
 class Part(IntEnum):
@@ -105,7 +105,11 @@ def _same_shape(a: Crdt, b: Crdt) -> bool:
 
 def decode_part(part: Part, data: bytes) -> Crdt:
     """Decode one part's state and check it has the part's type (and value kind)."""
-    state = decode(data)
+    try:
+        state = decode(data)
+    except TruncatedError as err:
+        # The part's length prefix was complete: more bytes can never help.
+        raise InvalidError(f"part {part.label!r} is cut short inside its length: {err}") from None
     if not _same_shape(state, INITIAL[part]()):
         raise InvalidError(f"part {part.label!r} cannot hold a {type(state).__name__}")
     return state
@@ -132,7 +136,7 @@ def _read_parts(r: Reader) -> dict[Part, Crdt]:
     for _ in range(r.count(2, max_items=len(Part))):
         code = r.byte()
         if code <= last:
-            raise InvalidError("op parts must appear once each, in increasing order")
+            raise InvalidError("parts must appear once each, in increasing order")
         try:
             part = Part(code)
         except ValueError:
