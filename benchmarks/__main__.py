@@ -1,8 +1,9 @@
 """``python -m benchmarks``: the benchmark suite (``make bench``).
 
 Table 1 times every mutator of every type through a `Replica`, with join, encode and decode;
-Table 2 runs peer workloads side by side with pycrdt (Yrs) in the same process; a last table
-lists the project's performance targets. Tables go to stdout, progress to stderr.
+Table 2 runs peer workloads side by side with pycrdt (Yrs) in the same process; Table 3 times
+the Run document durable in SQLite (import, edits, metrics, reopen, join, catch-up); a last
+table lists the project's performance targets. Tables go to stdout, progress to stderr.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 import time
 from importlib import metadata
 
-from benchmarks import core
+from benchmarks import core, run
 from benchmarks.harness import SETTINGS, Targets, progress
 from benchmarks.peer import Peer
 
@@ -29,7 +30,9 @@ def _version(dist: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument(
-        "--only", choices=["types", "peers"], help="run only Table 1 (types) or Table 2 (peers)"
+        "--only",
+        choices=["types", "peers", "run"],
+        help="run only Table 1 (types), Table 2 (peers) or Table 3 (run: the durable document)",
     )
     parser.add_argument(
         "--quick",
@@ -66,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         core.table1b(errors).print()
     if args.only in (None, "peers"):
         Peer(targets, errors, bulk_all=args.pycrdt_bulk_all).run()
+    if args.only in (None, "run"):
+        run.table3(errors).print()
+    if args.only in (None, "peers"):
         targets.table().print()
     for err in errors:
         print(f"ERROR in {err}", flush=True)

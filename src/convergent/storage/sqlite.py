@@ -117,6 +117,9 @@ class SQLiteStore:
         try:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._db = db
+            if fresh:
+                # Replaced snapshots leave free pages; let close() hand them back.
+                db.execute("PRAGMA auto_vacuum=INCREMENTAL")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
             if not fresh:
@@ -281,6 +284,8 @@ class SQLiteStore:
         if self._db is not None:
             # A damaged or read-only file: closing must still release it.
             with contextlib.suppress(sqlite3.DatabaseError):
+                # executescript steps the pragma to the end (execute frees one page).
+                self._db.executescript("PRAGMA incremental_vacuum;")
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._db.close()
             self._db = None
