@@ -88,6 +88,7 @@ def examples() -> dict[str, Any]:
     version = CausalContext.of_dots([(1, 1), (1, 2), (2, 1)])
     out["snapshot"] = (
         version,
+        int(clock.last),  # the clock when taken (reading it does not advance it)
         {
             Part.CONFIG: config,
             Part.SAMPLES: samples,
@@ -137,12 +138,13 @@ GOLDEN = {
     "op_parts": "1001000000000000000102818080c0d6fcf3c501030316050101000000000000000101000203010002"
     "011616160426060101010000000000000001010002030100020116161682808080adf9e78b0300000100020106"
     "200601030201000000000000000101000001012c01010000020006626c75727279",
-    "snapshot": "1101020000000000000001000000000000000201000101000005022a06010101000000000000000101"
-    "0000010100000200026c7280808080adf9e78b03043fa999999999999a03160501010000000000000001010002"
-    "03010002011616160426060101010000000000000001010002030100020116161682808080adf9e78b03000001"
-    "00020106200601030201000000000000000101000001012c01010000020006626c757272790845070104047374"
-    "6570010474696d6501066d6574726963010576616c756502010000000000000002010002000280a0abfef9620a"
-    "000040040000000000003ff4000000000000",
+    "snapshot": "1101818080c0d6fcf3c501020000000000000001000000000000000201000101000005022a060101"
+    "010000000000000001010000010100000200026c7280808080adf9e78b03043fa999999999999a03"
+    "16050101000000000000000101000203010002011616160426060101010000000000000001010002"
+    "030100020116161682808080adf9e78b030000010002010620060103020100000000000000010100"
+    "0001012c01010000020006626c7572727908450701040473746570010474696d6501066d65747269"
+    "63010576616c756502010000000000000002010002000280a0abfef9620a00004004000000000000"
+    "3ff4000000000000",
     "bundle": "12010a676f6c64656e2d72756e01621001000000000000000103828080c0d6fcf3c50102031c05010100"
     "00000000000001010000010100000191ecbdf3c4e684914d072d06010101000000000000000101000001010000"
     "0191ecbdf3c4e684914d84808080adf9e78b03020004746578740110d96ef665d8c844f7155da98ce59fe63c11"
@@ -179,6 +181,7 @@ def raw_snapshot(parts: list[tuple[int, bytes]], *, count: int | None = None) ->
     w = Writer()
     w.byte(Tag.RUN_SNAPSHOT)
     w.byte(VERSIONS[Tag.RUN_SNAPSHOT])
+    w.uvarint(7)  # the clock when taken
     write_context(w, CausalContext.of_dots([(1, 1)]))
     return _write_raw_parts(w, parts, count)
 
@@ -352,7 +355,7 @@ def test_every_part_accepts_its_own_type() -> None:
     parts = [(p, encode(make())) for p, make in INITIAL.items()]
     op = decode_op(raw_op(parts))
     assert op.deltas == {p: make() for p, make in INITIAL.items()}
-    _, states = decode_snapshot(raw_snapshot(parts))
+    _, _, states = decode_snapshot(raw_snapshot(parts))
     assert states == op.deltas
 
 
@@ -395,10 +398,11 @@ def test_blob_not_matching_its_digest_is_refused_and_nothing_is_stored() -> None
     forged = bundle_of((golden("op_config"), {}), (sample_op, {digest: data[:-1] + b"!"}))
     store = MemoryStore()
     run = Run(store)
+    revision = run.revision
     with pytest.raises(InvalidError, match="does not match its digest"):
         run.merge_bytes(forged)
     assert run.version.ops == 0
-    assert run.revision == 0
+    assert run.revision == revision
     assert list(store.ops_after(0)) == []
     assert store.get_blob(digest) is None
     assert store.get_meta("run") is None

@@ -197,9 +197,10 @@ class Run:
     # -- loading ---------------------------------------------------------------------------
     def _load(self) -> None:
         snap = self._store.snapshot()
+        last_hlc = 0
         if snap is not None:
             try:
-                version, parts = decode_snapshot(snap.data)
+                version, last_hlc, parts = decode_snapshot(snap.data)
             except DecodeError as err:
                 raise StorageError(f"the store's snapshot cannot be read: {err}") from None
             for part, state in parts.items():
@@ -207,7 +208,6 @@ class Run:
             self._version = version
             self._position = self._snapshot_position = snap.position
             self._snapshot_bytes = len(snap.data)
-        last_hlc = 0
         for position, stored in self._store.ops_after(self._position):
             try:
                 op = decode_op(stored.data)
@@ -224,9 +224,27 @@ class Run:
             self._tail_ops += 1
         if last_hlc:
             self.clock.observe(last_hlc)
-        for part, replica in self._replicas.items():
-            self._part_revisions[part] = 1 if _nonempty(part, replica.state) else 0
+        for part in Part:
+            # Only ever up: views cache by revision, and a reload must not meet old keys.
+            self._part_revisions[part] += 1
+        self._revision += 1
         self._seq = self._version.max_counter(self.replica_id)
+
+    def _reload(self) -> None:
+        """Rebuild the state from the store (after a commit the store refused)."""
+        for part, make in INITIAL.items():
+            replica = self._replicas[part]
+            replica.state = make()
+            replica.take_outbox()
+        self._version = CausalContext()
+        self._position = self._snapshot_position = self._snapshot_bytes = self._tail_ops = 0
+        self._last_step = None
+        try:
+            self._load()
+        except BaseException:
+            self._closed = True  # the store cannot even be read: refuse further use
+            raise
+        self._snapshot_cache = None
 
     def _join(self, op: Op) -> None:
         for part, delta in op.deltas.items():
@@ -348,7 +366,13 @@ class Run:
         hlc = int(self.clock.now())
         data = encode_op(self.replica_id, seq, hlc, deltas)
         op = StoredOp(self.replica_id, seq, hlc, sum(p.bit for p in deltas), data)
-        positions = self._store.append([(op, blobs)])
+        try:
+            positions = self._store.append([(op, blobs)])
+        except BaseException:
+            # Not stored, so it never happened: go back to what the store holds, so memory,
+            # file and peers never disagree, then report the failure.
+            self._reload()
+            raise
         self._seq = seq
         self._version.add(self.replica_id, seq)
         if positions:
@@ -460,7 +484,7 @@ class Run:
             if self._in_transaction or self._tail_ops == 0:
                 return
             parts = {p: r.state for p, r in self._replicas.items() if _nonempty(p, r.state)}
-            data = encode_snapshot(self._version, parts)
+            data = encode_snapshot(self._version, int(self.clock.now()), parts)
             self._store.put_snapshot(Snapshot(self._position, data))
             self._snapshot_position = self._position
             self._snapshot_bytes = len(data)

@@ -10,7 +10,7 @@ context difference, and applying an op twice is a join twice: harmless.
 Formats (every one starts with its tag and format version, from the one tag table):
 
     op       = RUN_OP v origin:u64be seq:uvarint hlc:uvarint n:uvarint (part:u8 state:blob){n}
-    snapshot = RUN_SNAPSHOT v context (part:u8 state:blob)*count
+    snapshot = RUN_SNAPSHOT v hlc:uvarint context n:uvarint (part:u8 state:blob){n}
     bundle   = RUN_BUNDLE v run:text n:uvarint (op:blob m:uvarint (digest:blob data:blob){m}){n}
     version  = RUN_VERSION v context
 
@@ -185,22 +185,26 @@ def decode_op(data: bytes) -> Op:
     return Op(origin, seq, hlc, deltas)
 
 
-def encode_snapshot(version: CausalContext, parts: Mapping[Part, Crdt]) -> bytes:
+def encode_snapshot(version: CausalContext, hlc: int, parts: Mapping[Part, Crdt]) -> bytes:
+    """The joined state of the ops in ``version``; ``hlc`` is the replica's clock when taken
+    (a reopened replica must never stamp an op earlier than one it already made or saw)."""
     w = Writer()
     w.byte(Tag.RUN_SNAPSHOT)
     w.byte(VERSIONS[Tag.RUN_SNAPSHOT])
+    w.uvarint(hlc)
     write_context(w, version)
     _write_parts(w, {p: encode(s) for p, s in parts.items()})
     return w.getvalue()
 
 
-def decode_snapshot(data: bytes) -> tuple[CausalContext, dict[Part, Crdt]]:
+def decode_snapshot(data: bytes) -> tuple[CausalContext, int, dict[Part, Crdt]]:
     r = Reader(data)
     _start(r, Tag.RUN_SNAPSHOT)
+    hlc = r.uvarint()
     version, _ = read_context(r)
     parts = _read_parts(r)
     r.done()
-    return version, parts
+    return version, hlc, parts
 
 
 @dataclass(frozen=True)

@@ -103,12 +103,15 @@ class SQLiteStore:
         return StorageError(f"{self.path}: {what}{detail}")
 
     def _open(self, durability: str, check: bool) -> None:
-        fresh = not self.path.exists() or self.path.stat().st_size == 0
-        if fresh:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        elif self.path.is_dir():
+        if self.path.is_dir():
             raise self._fail("is a folder, not a store file")
-        self._lock_fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fresh = not self.path.exists() or self.path.stat().st_size == 0
+        try:
+            if fresh:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock_fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise self._fail("cannot be created or opened", err) from None
         if fcntl is not None:
             try:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -117,27 +120,30 @@ class SQLiteStore:
         try:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._db = db
-            if fresh:
-                # Replaced snapshots leave free pages; let close() hand them back.
-                db.execute("PRAGMA auto_vacuum=INCREMENTAL")
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
             if not fresh:
+                # Look before writing anything: a file that is not ours is left untouched.
                 tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
                 if "meta" not in tables or "ops" not in tables:
                     raise self._fail("is an SQLite file but not a convergent store")
+                row = db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+                if row is None:
+                    raise self._fail("has no format marker: not a convergent store")
+                if row[0] != FORMAT:
+                    raise self._fail(f"has format {row[0]!r}; this build reads {FORMAT!r}")
                 if check:
                     verdict = db.execute("PRAGMA quick_check").fetchone()[0]
                     if verdict != "ok":
                         raise self._fail(f"is damaged (SQLite quick_check: {verdict})")
-            db.executescript(_SCHEMA)
-            fmt = self.get_meta("format")
-            if fmt is None:
-                if not fresh and db.execute("SELECT 1 FROM ops LIMIT 1").fetchone():
-                    raise self._fail("has ops but no format marker: not a convergent store")
-                self.set_meta("format", FORMAT)
-            elif fmt != FORMAT:
-                raise self._fail(f"has format {fmt!r}; this build reads {FORMAT!r}")
+            else:
+                # Replaced snapshots leave free pages; let close() hand them back.
+                db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
+            if fresh:
+                # Tables and format marker in one transaction: a file is ours or it is empty.
+                db.executescript(
+                    f"BEGIN;{_SCHEMA}INSERT INTO meta VALUES ('format', '{FORMAT}');COMMIT;"
+                )
         except sqlite3.DatabaseError as err:
             raise self._fail("is not a readable convergent store", err) from None
 
