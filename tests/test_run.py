@@ -277,6 +277,7 @@ def test_importers(tmp_path: Path) -> None:
 # -- metrics --------------------------------------------------------------------------------
 def test_metrics_from_two_writers_merge_without_conflict() -> None:
     alice, bob = team(2)
+    bob.log({"acc": 0.25}, step=0)  # bob's column numbers his names in his own order
     for step in range(3):
         alice.log({"loss": 1.0 - step / 10}, step=step)
         bob.log({"loss": 2.0 - step / 10, "acc": 0.5}, step=step)
@@ -286,6 +287,7 @@ def test_metrics_from_two_writers_merge_without_conflict() -> None:
         assert loss.step.tolist() == [0, 0, 1, 1, 2, 2]
         assert sorted(loss.value.tolist()) == sorted([1.0, 0.9, 0.8, 2.0, 1.9, 1.8])
         assert set(loss.writer.tolist()) == {1, 2}
+        assert run.metrics("acc").value.tolist() == [0.25, 0.5, 0.5, 0.5]
         assert run.metric_names() == ["acc", "loss"]
     assert alice.metrics("loss").value.tolist() == bob.metrics("loss").value.tolist()
 

@@ -169,7 +169,7 @@ class Run:
         self._tail_ops = 0
         self._closed = False
         self._last_step: int | None = None  # this replica's last metric step
-        self._metric_names: tuple[int, set[str]] = (-1, set())
+        self._metric_names: tuple[int, dict[int, dict[str, int]]] = (-1, {})
         self._load()
         self._attach_views()
         if join is not None:
@@ -540,7 +540,9 @@ class Run:
     def metric_names(self) -> list[str]:
         """The names of every metric logged so far, sorted."""
         with self._lock:
-            return sorted(str(n) for n in self._state(Part.METRIC_NAMES).elements())
+            from convergent.run.metrics import names_by_writer
+
+            return sorted({n for names in names_by_writer(self).values() for n in names})
 
     def history(
         self,

@@ -2,14 +2,14 @@
 
 Each replica appends to its own log in the ``metrics`` part (an `AppendLog` with columns
 step, time, metric, value), so two trainers logging at once never conflict: a metric is the
-union of every writer's points. Names are hashed into the ``metric`` column (64-bit BLAKE2b)
-and listed in the ``metric_names`` set, so a point costs four numbers, not a string.
+union of every writer's points. The ``metric`` column holds a small per-writer index; the
+``metric_names`` part maps ``"writer:index"`` to the name. Only the writer ever writes its
+own keys, so the mapping never conflicts, and a point costs four small numbers (about
+11 bytes encoded), not a string or a 64-bit hash.
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from convergent.crdt import AppendLog, AWSet
+from convergent.crdt import AppendLog, MVRegister, ORMap
 from convergent.crdt.clock import wall_ms
 from convergent.errors import SchemaError
 from convergent.run.ops import Part
@@ -26,12 +26,27 @@ if TYPE_CHECKING:
     from convergent.run.document import Run
 
 
-@functools.lru_cache(maxsize=4096)
-def metric_id(name: str) -> int:
-    """The signed 64-bit id of a metric name (its BLAKE2b hash)."""
-    return int.from_bytes(
-        hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True
-    )
+def name_key(writer: int, index: int) -> str:
+    """The ``metric_names`` key of a writer's metric index."""
+    return f"{writer:016x}:{index}"
+
+
+def names_by_writer(run: Run) -> dict[int, dict[str, int]]:
+    """writer -> {metric name: index in that writer's metric column} (cached per revision)."""
+    rev = run._part_revision(Part.METRIC_NAMES)
+    if run._metric_names[0] != rev:
+        out: dict[int, dict[str, int]] = {}
+        for key, reg in run._state(Part.METRIC_NAMES).items():
+            writer, _, index = str(key).partition(":")
+            name = reg.resolved() if isinstance(reg, MVRegister) and reg.entries else None
+            try:
+                w, i = int(writer, 16), int(index)
+            except ValueError:
+                continue  # not a key this build writes: skipped, never a crash
+            if type(name) is str:
+                out.setdefault(w, {})[name] = i
+        run._metric_names = (rev, out)
+    return run._metric_names[1]
 
 
 @dataclass(frozen=True)
@@ -82,21 +97,22 @@ def log(run: Run, values: Mapping[str, Any], step: int | None) -> None:
         if step is None:
             step = _last_step(run) + 1
         run._last_step = int(step)
-        known = run._metric_names
-        if known[0] != run._part_revision(Part.METRIC_NAMES):
-            names_now = {str(x) for x in run._state(Part.METRIC_NAMES).elements()}
-            known = run._metric_names = (run._part_revision(Part.METRIC_NAMES), names_now)
-        new = [n for n in dict.fromkeys(names) if n not in known[1]]
+        mine = dict(names_by_writer(run).get(run.replica_id, {}))
+        new = [x for x in dict.fromkeys(names) if x not in mine]
+        nxt = max(mine.values(), default=-1) + 1
+        for k, x in enumerate(new):
+            mine[x] = nxt + k
         n = len(names)
         cols = {
             "step": np.full(n, int(step), dtype=np.int64),
             "time": np.full(n, wall_ms(run.clock.now()), dtype=np.int64),
-            "metric": np.array([metric_id(x) for x in names], dtype=np.int64),
+            "metric": np.array([mine[x] for x in names], dtype=np.int64),
             "value": np.array(numbers, dtype=np.float64),
         }
         with run.transaction():
             if new:
-                run._edit(Part.METRIC_NAMES, AWSet.add_many, new)
+                keys = [name_key(run.replica_id, mine[x]) for x in new]
+                run._edit(Part.METRIC_NAMES, ORMap.set_many, keys, new)
             run._edit(Part.METRICS, AppendLog.append_many, cols)
 
 
@@ -117,9 +133,12 @@ def series(run: Run, name: str) -> MetricSeries:
         if cached is not None and cached[0] == rev:
             return cached[1]  # type: ignore[no-any-return]
         state: AppendLog = run._state(Part.METRICS)
-        mid = metric_id(name)
+        index = names_by_writer(run)
         steps, values, times, writers = [], [], [], []
         for w in state.writers():
+            mid = index.get(w, {}).get(name)
+            if mid is None:
+                continue
             mask = state.rows_of(w, "metric") == mid
             if not mask.any():
                 continue

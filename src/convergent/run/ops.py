@@ -42,7 +42,7 @@ class Part(IntEnum):
     TAGS = 6  # sample id -> AWSet of tags
     PAYLOADS = 7  # sample id -> (kind, name): what the blob holds
     METRICS = 8  # AppendLog (step, time, metric, value), one log per writer
-    METRIC_NAMES = 9  # AWSet of metric names
+    METRIC_NAMES = 9  # "writer:index" -> metric name: what each writer's metric column means
     COMMENTS = 10  # comment id -> {text, resolved}
     DESCRIPTION = 11  # RGA of characters
     CHECKPOINTS = 12  # checkpoint id -> (step, digest, size, metrics)
@@ -77,7 +77,7 @@ INITIAL: dict[Part, Callable[[], Crdt]] = {
     Part.TAGS: lambda: ORMap(AWSet),
     Part.PAYLOADS: ORMap,
     Part.METRICS: lambda: AppendLog(METRIC_FIELDS),
-    Part.METRIC_NAMES: AWSet,
+    Part.METRIC_NAMES: ORMap,
     Part.COMMENTS: lambda: ORMap(ORMap.of(MVRegister)),
     Part.DESCRIPTION: RGA,
     Part.CHECKPOINTS: ORMap,
