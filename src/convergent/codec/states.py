@@ -40,6 +40,7 @@ from convergent.crdt import (
 )
 from convergent.crdt.applog import Segment
 from convergent.crdt.causal import Dot
+from convergent.crdt.clock import MAX_TIMESTAMP
 from convergent.crdt.dotstore import (
     REGISTER_LEAF,
     SET_LEAF,
@@ -402,6 +403,8 @@ def read_flat(
         hlcs, r.pos = wire.decode_deltas(r.buffer, r.pos, n)
         if n and int(hlcs.min()) < 0:
             raise InvalidError(f"negative HLC timestamp in store at offset {at}")
+        if n and int(hlcs.max()) > MAX_TIMESTAMP:
+            raise InvalidError(f"HLC timestamp beyond {MAX_TIMESTAMP} in store at offset {at}")
         vals = read_column(r, n)
     m = DotMap(kind)
     if n >= BLOCK_MIN_ROWS and keys.dtype.kind in "iT":
@@ -558,6 +561,8 @@ def _decode_body(r: Reader, tag: Tag) -> Crdt:
         return PNCounter(GCounter(_read_totals(r)), GCounter(_read_totals(r)))
     if tag == Tag.LWW_REGISTER:
         ts = r.uvarint()
+        if ts > MAX_TIMESTAMP:
+            raise InvalidError(f"LWW timestamp {ts} is beyond {MAX_TIMESTAMP}")
         rid = int.from_bytes(r.raw(8), "big")
         return LWWRegister(ts, rid, read_value(r))
     if tag == Tag.MV_REGISTER:

@@ -17,6 +17,10 @@ Timestamp = NewType("Timestamp", int)
 
 LOGICAL_BITS = 16
 _LOGICAL_MASK = (1 << LOGICAL_BITS) - 1
+# Timestamps are stored as signed 64-bit integers. Decoders refuse anything above this, which
+# leaves 2**32 ticks of headroom: a replica that observed the largest accepted timestamp can
+# still stamp its own edits.
+MAX_TIMESTAMP = (1 << 63) - (1 << 32)
 
 
 def pack(wall_ms: int, logical: int = 0) -> Timestamp:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from convergent.crdt import MVRegister, ORMap
 from convergent.crdt.clock import wall_ms
-from convergent.crdt.values import Value
+from convergent.crdt.values import Value, value_key
 from convergent.errors import SchemaError
 from convergent.run.ops import Part
 from convergent.run.schema import Param, Schema
@@ -35,14 +35,23 @@ if TYPE_CHECKING:
     from convergent.run.document import Run
 
 
-def schema_of(state: ORMap) -> Schema:
-    """The schema a ``schema`` part holds (each key's resolved spec)."""
-    params = {}
+def schema_of(state: ORMap) -> tuple[Schema, list[tuple[str, Value, str]]]:
+    """The schema a ``schema`` part holds (each key's resolved spec), and the specs that are
+    not valid rules (from a newer or buggy replica): those keys are left out, so one bad
+    spec never takes the other keys down with it."""
+    params, bad = {}, []
     for key, reg in state.items():
-        assert isinstance(reg, MVRegister)
-        if reg.entries and isinstance(key, str):
-            params[key] = Param.from_value(reg.resolved())
-    return Schema(params)
+        if not (isinstance(reg, MVRegister) and reg.entries and type(key) is str and key):
+            continue
+        spec = reg.resolved()
+        try:
+            param = Param.from_value(spec)
+            param.check(key, param.default)
+        except SchemaError as err:
+            bad.append((key, spec, f"config key {key!r} has no valid rule: {err}"))
+            continue
+        params[key] = param
+    return Schema(params), bad
 
 
 def applied_key(author: int, counter: int) -> str:
@@ -101,7 +110,9 @@ class LiveConfig(Mapping[str, Value]):
             for key, param in params.items():
                 reg = state.get(key)
                 spec = param.to_value()
-                if reg is None or len(reg.entries) != 1 or reg.resolved() != spec:
+                # value_key, not ==: Choice(0, [0, 1]) is not Choice(False, [False, True]).
+                same = reg is not None and len(reg.entries) == 1
+                if not same or value_key(reg.resolved()) != value_key(spec):
                     self._run._edit(Part.SCHEMA, ORMap.set, key, spec)
 
     def __getitem__(self, key: str) -> Value:
@@ -160,7 +171,8 @@ class LiveConfig(Mapping[str, Value]):
         return out
 
     def invalid(self) -> list[tuple[str, Value, str]]:
-        """``(key, value, why)`` for merged values that break the current schema.
+        """``(key, value, why)`` for merged rules that are not valid rules, and merged values
+        that break the current schema.
 
         A replica's own writes are checked at the edge, but a value merged from elsewhere
         was checked against the rules *that* replica had (or by nobody, if it is buggy). A
@@ -169,6 +181,7 @@ class LiveConfig(Mapping[str, Value]):
         out = []
         with self._run._lock:
             schema = self.schema
+            out.extend(self._run._schema_problems())
             for key, reg in self._run._state(Part.CONFIG).items():
                 if not isinstance(reg, MVRegister) or not reg.entries:
                     continue

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from convergent.run.document import Run
 
 SPLITS = ("train", "val", "test")
+SMALL_BATCH = 64
 DEFAULT_SPLIT = "train"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".pgm", ".ppm"}
 TEXT_SUFFIXES = {".txt", ".md", ".json", ".csv"}
@@ -103,9 +104,11 @@ def decode_payload(data: bytes) -> np.ndarray[Any, Any] | str | bytes:
 
 
 def _check_label(label: Any) -> Value:
-    if type(label) in (int, str):
-        return label  # type: ignore[no-any-return]
-    if isinstance(label, np.integer):
+    if type(label) is str:
+        return str(label)
+    if type(label) is int or isinstance(label, np.integer):
+        if not -(1 << 63) <= int(label) < (1 << 63):
+            raise SchemaError(f"a label is an int64 or a str; {label} is out of range")
         return int(label)
     if isinstance(label, np.str_):
         return str(label)
@@ -217,7 +220,7 @@ class DatasetView:
 
 
 def _labels_column(labels: list[Value]) -> NDArray[Any]:
-    if labels and all(type(x) is int for x in labels):
+    if labels and all(type(x) is int and -(1 << 63) <= x < (1 << 63) for x in labels):
         return np.array(labels, dtype=np.int64)
     out = np.empty(len(labels), dtype=object)
     out[:] = labels
@@ -319,33 +322,42 @@ class Dataset:
             if new:
                 # "kind" or "kind:name": a string column encodes far tighter than tuples.
                 meta = [kinds[i] if names is None else f"{kinds[i]}:{names[i]}" for i in new]
-                run._edit(
-                    Part.PAYLOADS,
-                    ORMap.set_many,
-                    np.array([ids[i] for i in new], dtype=np.int64),
-                    np.array(meta, dtype=STR_KEYS),
-                )
-            run._edit(Part.SAMPLES, AWSet.add_many, uniq)
+                self._set_keys(Part.PAYLOADS, [ids[i] for i in new], meta)
+            self._add_ids(uniq)
             if labels is not None:
-                run._edit(
-                    Part.LABELS, ORMap.set_many, uniq, _values([label_list[i] for i in order])
-                )
+                self._set_keys(Part.LABELS, uniq.tolist(), [label_list[i] for i in order])
             if split is not None:
-                run._edit(
-                    Part.SPLITS,
-                    ORMap.set_many,
-                    uniq,
-                    np.array([split_list[i] for i in order], dtype=STR_KEYS),
-                )
+                self._set_keys(Part.SPLITS, uniq.tolist(), [split_list[i] for i in order])
             for sid in uniq.tolist() if tag_list else ():
                 for tag in tag_list:
                     self._tag(sid, tag)
         return ids
 
+    # A few keys go through the per-key mutators (dict entries, joined in time proportional
+    # to the edit); many go through the bulk ones (numpy columns, one dot range). A one-key
+    # bulk delta would make every replica re-sort its whole column to join it.
+    def _set_keys(self, part: Part, keys: Sequence[int], values: Sequence[Value]) -> None:
+        run = self._run
+        if len(keys) <= SMALL_BATCH:
+            for k, v in zip(keys, values, strict=True):
+                run._edit(part, ORMap.set, k, v)
+        elif keys:
+            run._edit(part, ORMap.set_many, np.array(keys, dtype=np.int64), _values(list(values)))
+
+    def _add_ids(self, ids: NDArray[np.int64]) -> None:
+        if len(ids) <= SMALL_BATCH:
+            for sid in ids.tolist():
+                self._run._edit(Part.SAMPLES, AWSet.add, sid)
+        else:
+            self._run._edit(Part.SAMPLES, AWSet.add_many, ids)
+
     def _known(self, sample: Any) -> int:
+        """A sample id this run has ever held (in the set now, or with a payload record)."""
         sid = parse_id(sample)
-        if sid not in self._run._state(Part.PAYLOADS):
-            raise KeyError(f"no sample {format_id(sid)} in this run")
+        run = self._run
+        with run._lock:
+            if sid not in run._state(Part.PAYLOADS) and sid not in run._state(Part.SAMPLES):
+                raise KeyError(f"no sample {format_id(sid)} in this run")
         return sid
 
     def _many(self, samples: Any) -> list[int]:
@@ -356,7 +368,11 @@ class Dataset:
     def remove(self, sample_ids: Any) -> None:
         """Remove samples (as this replica sees them: a concurrent re-add wins)."""
         ids = self._many(sample_ids)
-        if ids:
+        if len(ids) <= SMALL_BATCH:
+            with self._run.transaction():
+                for sid in ids:
+                    self._run._edit(Part.SAMPLES, AWSet.remove, sid)
+        else:
             self._run._edit(Part.SAMPLES, AWSet.remove_many, np.array(ids, dtype=np.int64))
 
     def relabel(self, sample: Any, label: Any) -> None:
@@ -370,19 +386,15 @@ class Dataset:
             raise SchemaError(f"{len(sample_ids)} samples but {len(labels)} labels")
         values = _label_list(labels)
         last = {self._known(s): v for s, v in zip(sample_ids, values, strict=True)}
-        if last:
-            keys = np.array(list(last), dtype=np.int64)
-            self._run._edit(Part.LABELS, ORMap.set_many, keys, _values(list(last.values())))
+        with self._run.transaction():
+            self._set_keys(Part.LABELS, list(last), list(last.values()))
 
     def split(self, sample_ids: Any, split: str) -> None:
         """Move samples to ``"train"``, ``"val"`` or ``"test"`` (last writer wins)."""
         value = _check_split(split)
         ids = self._many(sample_ids)
-        if ids:
-            keys = np.array(ids, dtype=np.int64)
-            self._run._edit(
-                Part.SPLITS, ORMap.set_many, keys, np.full(len(ids), value, dtype=STR_KEYS)
-            )
+        with self._run.transaction():
+            self._set_keys(Part.SPLITS, ids, [value] * len(ids))
 
     def assign_splits(self, val: float = 0.1, test: float = 0.0) -> None:
         """Split every current sample by its id: deterministic, so every replica that runs
@@ -412,6 +424,7 @@ class Dataset:
     def untag(self, sample: Any, *tags: str) -> None:
         """Remove tags from a sample."""
         sample_id = self._known(sample)
+        tags = tuple(_check_tag(t) for t in tags)
         run = self._run
         actor = run._actor(Part.TAGS)
         with run.transaction():
@@ -526,14 +539,15 @@ class Dataset:
             )
             if self._view is not None and self._view[0] == key:
                 return self._view[1]
-            ids = np.array(run._state(Part.SAMPLES).elements(), dtype=np.int64)
+            # Sample ids are int64; anything else in the set came from a replica this build
+            # does not understand and is not a sample.
+            elements = [e for e in run._state(Part.SAMPLES).elements() if type(e) is int]
+            ids = np.array(elements, dtype=np.int64)
             labels, _ = resolved_column(run._state(Part.LABELS), ids)
-            splits, has_split = resolved_column(run._state(Part.SPLITS), ids)
-            split_col = np.full(len(ids), DEFAULT_SPLIT, dtype=STR_KEYS)
-            if has_split.any():
-                split_col[has_split] = [
-                    s for s, ok in zip(splits, has_split.tolist(), strict=True) if ok
-                ]
+            splits, _ = resolved_column(run._state(Part.SPLITS), ids)
+            split_col = np.array(
+                [s if s in SPLITS else DEFAULT_SPLIT for s in splits], dtype=STR_KEYS
+            )
             view = DatasetView(
                 _readonly(ids), _readonly(_labels_column(labels)), _readonly(split_col)
             )
@@ -574,15 +588,14 @@ class Dataset:
             label_reg = run._state(Part.LABELS).get(sample_id)
             split_reg = run._state(Part.SPLITS).get(sample_id)
             tag_set = run._state(Part.TAGS).get(sample_id)
-            meta = run._state(Part.PAYLOADS)[sample_id]
-            assert isinstance(meta, MVRegister)
-            kind, _, name = str(meta.resolved()).partition(":")
+            meta = run._state(Part.PAYLOADS).get(sample_id)
+            record = meta.resolved() if isinstance(meta, MVRegister) and meta.entries else ""
+            kind, _, name = str(record).partition(":")
+            split = split_reg.resolved() if split_reg is not None and split_reg.entries else None
             return Sample(
                 sample_id,
                 label_reg.resolved() if label_reg is not None and label_reg.entries else None,
-                split_reg.resolved()
-                if split_reg is not None and split_reg.entries
-                else DEFAULT_SPLIT,
+                str(split) if split in SPLITS else DEFAULT_SPLIT,
                 frozenset(tag_set.elements()) if tag_set is not None else frozenset(),
                 kind,
                 name or None,
@@ -624,7 +637,9 @@ def _check_tag(tag: Any) -> str:
 
 def _label_list(labels: Sequence[Any] | NDArray[Any]) -> list[Value]:
     if isinstance(labels, np.ndarray):
-        if labels.dtype.kind in "iu":
+        if labels.dtype.kind == "i" or (
+            labels.dtype.kind == "u" and (not labels.size or int(labels.max()) < 1 << 63)
+        ):
             return labels.astype(np.int64).tolist()  # type: ignore[no-any-return]
         labels = labels.tolist()
     return [_check_label(x) for x in labels]

@@ -190,7 +190,7 @@ class Run:
         self.checkpoints: Checkpoints = Checkpoints(self)
         self.control: Control = Control(self)
         self.members: Members = Members(self)
-        self._schema_cache: tuple[int, Schema] | None = None
+        self._schema_cache: tuple[int, Schema, list[tuple[str, Any, str]]] | None = None
         self._metric_cache: dict[str, Any] = {}
         self._snapshot_cache: RunSnapshot | None = None
 
@@ -354,19 +354,19 @@ class Run:
     def _commit(self) -> None:
         touched, self._touched = self._touched, set()
         blobs, self._pending_blobs = self._pending_blobs, {}
-        deltas = {}
-        for part in sorted(touched):
-            delta = self._replicas[part].take_outbox()
-            if delta is not None:
-                deltas[part] = delta
-        if not deltas:
-            return
-        self.id  # noqa: B018 - a run gets its id with its first op
-        seq = self._seq + 1
-        hlc = int(self.clock.now())
-        data = encode_op(self.replica_id, seq, hlc, deltas)
-        op = StoredOp(self.replica_id, seq, hlc, sum(p.bit for p in deltas), data)
         try:
+            deltas = {}
+            for part in sorted(touched):
+                delta = self._replicas[part].take_outbox()
+                if delta is not None:
+                    deltas[part] = delta
+            if not deltas:
+                return
+            self.id  # noqa: B018 - a run gets its id with its first op
+            seq = self._seq + 1
+            hlc = int(self.clock.now())
+            data = encode_op(self.replica_id, seq, hlc, deltas)
+            op = StoredOp(self.replica_id, seq, hlc, sum(p.bit for p in deltas), data)
             positions = self._store.append([(op, blobs)])
         except BaseException:
             # Not stored, so it never happened: go back to what the store holds, so memory,
@@ -450,13 +450,13 @@ class Run:
                 raise InvalidError(
                     f"these ops belong to run {bundle.run_id}, this is run {self._id}"
                 )
+            if self._id != bundle.run_id:
+                self._id = bundle.run_id
+                self._store.set_meta("run", self._id)
             fresh = {(item[0].origin, item[0].seq): item for item in ops}
             new = [item for key, item in fresh.items() if key not in self._version]
             if not new:
                 return 0
-            if self._id != bundle.run_id:
-                self._id = bundle.run_id
-                self._store.set_meta("run", self._id)
             positions = self._store.append([(stored, blobs) for _, stored, blobs in new])
             parts: set[Part] = set()
             origins = set()
@@ -519,11 +519,17 @@ class Run:
         with self._lock:
             rev = self._part_revisions[Part.SCHEMA]
             if self._schema_cache is None or self._schema_cache[0] != rev:
-                self._schema_cache = (rev, schema_of(self._state(Part.SCHEMA)))
+                self._schema_cache = (rev, *schema_of(self._state(Part.SCHEMA)))
             return self._schema_cache[1]
 
+    def _schema_problems(self) -> list[tuple[str, Any, str]]:
+        self.schema  # noqa: B018 - refreshes the cache
+        assert self._schema_cache is not None
+        return list(self._schema_cache[2])
+
     def log(self, values: Mapping[str, float], *, step: int | None = None) -> None:
-        """Append metric values at ``step`` (default: one past this replica's last step).
+        """Append metric values at ``step`` (default: one past the highest step this replica
+        has logged).
 
         Example: ``run.log({"loss": 0.31, "acc": 0.92}, step=1200)``.
         """

@@ -84,6 +84,8 @@ def _register_rows(delta: ORMap) -> Iterator[tuple[Any, int, int, Value]]:
 def history(
     run: Run, part: str | None, key: str | int | None, limit: int | None
 ) -> list[HistoryEntry]:
+    if limit is not None and (type(limit) is not int or limit < 0):
+        raise SchemaError(f"a history limit is an int >= 0, not {limit!r}")
     if part is not None and part not in GROUPS:
         raise SchemaError(f"unknown part {part!r}; one of {', '.join(GROUPS)}")
     wanted = GROUPS[part] if part is not None else tuple(_GROUP_OF)
@@ -120,7 +122,7 @@ def history(
     if key is not None:
         text = format_id(key) if isinstance(key, int) else str(key)
         out = [e for e in out if e.key == text]
-    return out[-limit:] if limit is not None else out
+    return out[len(out) - limit :] if limit is not None else out
 
 
 _SAMPLE_KEYED = (Part.SAMPLES, Part.LABELS, Part.SPLITS, Part.TAGS)

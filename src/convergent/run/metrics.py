@@ -94,9 +94,11 @@ def log(run: Run, values: Mapping[str, Any], step: int | None) -> None:
     if not names:
         return
     with run._lock:
+        # The default step is one past the highest this replica logged, live or reopened.
+        last = _last_step(run)
         if step is None:
-            step = _last_step(run) + 1
-        run._last_step = int(step)
+            step = last + 1
+        run._last_step = max(last, int(step))
         mine = dict(names_by_writer(run).get(run.replica_id, {}))
         new = [x for x in dict.fromkeys(names) if x not in mine]
         nxt = max(mine.values(), default=-1) + 1

@@ -28,6 +28,7 @@ from convergent.codec.states import read_context, write_context
 from convergent.codec.tags import VERSIONS, Tag
 from convergent.codec.wire import Reader, Writer
 from convergent.crdt import RGA, AppendLog, AWSet, CausalContext, Crdt, MVRegister, ORMap
+from convergent.crdt.clock import MAX_TIMESTAMP
 from convergent.errors import InvalidError, TruncatedError, UnsupportedVersionError
 
 
@@ -180,6 +181,8 @@ def decode_op(data: bytes) -> Op:
     if seq < 1:
         raise InvalidError("op sequence numbers start at 1")
     hlc = r.uvarint()
+    if hlc > MAX_TIMESTAMP:
+        raise InvalidError(f"op HLC {hlc} is beyond the largest timestamp {MAX_TIMESTAMP}")
     deltas = _read_parts(r)
     r.done()
     return Op(origin, seq, hlc, deltas)
@@ -201,6 +204,8 @@ def decode_snapshot(data: bytes) -> tuple[CausalContext, int, dict[Part, Crdt]]:
     r = Reader(data)
     _start(r, Tag.RUN_SNAPSHOT)
     hlc = r.uvarint()
+    if hlc > MAX_TIMESTAMP:
+        raise InvalidError(f"snapshot HLC {hlc} is beyond the largest timestamp {MAX_TIMESTAMP}")
     version, _ = read_context(r)
     parts = _read_parts(r)
     r.done()

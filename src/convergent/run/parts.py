@@ -26,8 +26,13 @@ ROLES = ("viewer", "editor", "worker", "admin")
 STATES = ("running", "paused", "stopped")
 
 
+_LAST_MS = 253_402_300_799_000  # 9999-12-31T23:59:59Z, the last time datetime can hold
+
+
 def _time(hlc: int) -> datetime:
-    return datetime.fromtimestamp(wall_ms(hlc) / 1000, UTC)
+    """The wall time of an HLC (clamped to what datetime holds: a forged value is no crash)."""
+    ms = min(max(wall_ms(hlc), 0), _LAST_MS)
+    return datetime.fromtimestamp(ms / 1000, UTC)
 
 
 def _text(value: Any, what: str) -> str:
@@ -100,8 +105,8 @@ class Notes:
         """
         run = self._run
         actor = run._actor(Part.COMMENTS)
-        fields = run._state(Part.COMMENTS).get(cid)
-        with run.transaction():
+        with run.transaction():  # read and rewrite under the run's lock
+            fields = run._state(Part.COMMENTS).get(cid)
             for field in _COMMENT_FIELDS:
                 if field in changes:
                     value = changes[field]
@@ -138,15 +143,17 @@ class Notes:
     def edit(self, cid: str, text: str) -> None:
         """Replace a comment's text."""
         _text(text, "a comment")
-        self._known(cid)
-        self._write(cid, text=text)
+        with self._run.transaction():
+            self._known(cid)
+            self._write(cid, text=text)
 
     def resolve(self, cid: str, resolved: bool = True) -> None:
         """Mark a comment resolved (or open again with ``resolved=False``)."""
         if type(resolved) is not bool:
             raise SchemaError(f"resolved is a bool, not {resolved!r}")
-        self._known(cid)
-        self._write(cid, resolved=resolved)
+        with self._run.transaction():
+            self._known(cid)
+            self._write(cid, resolved=resolved)
 
     def delete(self, cid: str) -> None:
         """Delete a comment (a concurrent edit keeps it)."""
@@ -184,23 +191,25 @@ class Notes:
         return [c for c in out if include_resolved or not c.resolved]
 
     def __len__(self) -> int:
-        return len(self._run._state(Part.COMMENTS))
+        with self._run._lock:
+            return len(self._run._state(Part.COMMENTS))
 
     @property
     def description(self) -> str:
         """The run's description (collaboratively edited text)."""
         with self._run._lock:
-            return "".join(str(c) for c in self._run._state(Part.DESCRIPTION).value())
+            return "".join(c for c in self._run._state(Part.DESCRIPTION).value() if type(c) is str)
 
     @description.setter
     def description(self, text: str) -> None:
         _text(text, "a description")
         run = self._run
         with run.transaction():
-            old = self.description
-            # Apply the edit as inserts and deletes of the characters that changed, so text
-            # typed concurrently elsewhere in the description survives the merge.
-            ops = difflib.SequenceMatcher(None, old, text, autojunk=False).get_opcodes()
+            # Diff the list's elements (one character each when written by this build) with
+            # the new text's characters, and apply only the inserts and deletes that changed:
+            # text typed concurrently elsewhere in the description survives the merge.
+            old = run._state(Part.DESCRIPTION).value()
+            ops = difflib.SequenceMatcher(None, old, list(text), autojunk=False).get_opcodes()
             for tag, i1, i2, j1, j2 in reversed(ops):
                 if tag in ("delete", "replace"):
                     for i in range(i2 - 1, i1 - 1, -1):
@@ -284,7 +293,8 @@ class Checkpoints:
         return iter(self.list())
 
     def __len__(self) -> int:
-        return len(self._run._state(Part.CHECKPOINTS))
+        with self._run._lock:
+            return len(self._run._state(Part.CHECKPOINTS))
 
     def latest(self) -> Checkpoint | None:
         """The checkpoint with the highest step, if any."""
@@ -398,6 +408,8 @@ class Members:
         _text(user, "a user name")
         if not user:
             raise SchemaError("a user name is not empty")
+        if display_name is not None:
+            _text(display_name, "a display name")
         if role is not None and role not in ROLES:
             raise SchemaError(f"role {role!r} is not one of {', '.join(ROLES)}")
         run = self._run
@@ -423,8 +435,9 @@ class Members:
             by_user: dict[str, list[int]] = {}
             for rid, reg in self._run._state(Part.REPLICAS).items():
                 newest = _newest(reg)
-                if newest is not None:
-                    by_user.setdefault(str(newest[0]), []).append(int(str(rid), 16))
+                rid_value = _hex_id(rid)
+                if newest is not None and rid_value:
+                    by_user.setdefault(str(newest[0]), []).append(rid_value)
             out = []
             for user, reg in self._run._state(Part.MEMBERS).items():
                 newest = _newest(reg)
@@ -440,4 +453,5 @@ class Members:
         return iter(self.list())
 
     def __len__(self) -> int:
-        return len(self._run._state(Part.MEMBERS))
+        with self._run._lock:
+            return len(self._run._state(Part.MEMBERS))

@@ -107,12 +107,15 @@ class Param:
         kind, default, lo, hi, choices, item, max_len, text = value
         if not (
             isinstance(choices, tuple)
-            and (item is None or item in _ARTICLE)
-            and (max_len is None or type(max_len) is int)
+            and (item in _ARTICLE if kind == "list" else item is None)
+            and (len(choices) > 0) == (kind == "choice")
+            and (max_len is None or (type(max_len) is int and max_len >= 0))
             and isinstance(text, str)
             and all(b is None or type(b) in (int, float) for b in (lo, hi))
         ):
             raise SchemaError(f"not a config parameter spec: {value!r}")
+        if isinstance(lo, int | float) and isinstance(hi, int | float) and lo > hi:
+            raise SchemaError(f"not a config parameter spec (minimum above maximum): {value!r}")
         return Param(kind, default, lo, hi, choices, item, max_len, text)  # type: ignore[arg-type]
 
 
