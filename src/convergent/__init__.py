@@ -40,6 +40,7 @@ __all__ = [
     "SchemaError",
     "StorageError",
     "__version__",
+    "connect",
     "open",
 ]
 
@@ -76,6 +77,23 @@ def open(
     except BaseException:
         store.close()
         raise
+
+
+def connect(
+    url: str,
+    token: str,
+    *,
+    path: str | os.PathLike[str] | None = None,
+    user: str | None = None,
+    wait: float | None = 10.0,
+) -> Run:
+    """Connect to a run on a hub (``http://HOST:PORT/runs/NAME``); returns a live `Run`.
+
+    See `convergent.sync.client.connect` (``run.wait_synced(timeout)``, ``run.status``).
+    """
+    from convergent.sync.client import connect as live
+
+    return live(url, token, path=path, user=user, wait=wait)
 
 
 def __getattr__(name: str) -> Any:

@@ -1,8 +1,8 @@
 """The ``convergent`` command line.
 
-Only ``convergent demo`` exists until the hub and the trainer land (later layers); it shows
-the Run document at work: two people edit one run in two local files while offline, swap what
-the other lacks as bytes, and both end with the same run, concurrent config edits surfaced.
+``convergent serve`` runs a hub, ``convergent token create`` hands out access tokens, and
+``convergent demo`` shows the Run document at work: two people edit one run in two local files
+while offline, swap what the other lacks as bytes, and end with the same run.
 """
 
 from __future__ import annotations
@@ -14,6 +14,9 @@ from pathlib import Path
 
 from convergent import __version__
 from convergent.cli.demo import run_demo
+from convergent.cli.hub import DEFAULT_PORT, DEFAULT_STORE, create_token, serve
+from convergent.errors import ConvergentError
+from convergent.sync.protocol import DEFAULT_MAX_FRAME, Role
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -36,9 +39,58 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument(
         "--dir", type=Path, default=None, help="keep the two run files in this folder"
     )
+    srv = sub.add_parser(
+        "serve",
+        help="run a hub: runs over WebSocket and HTTP, stored in SQLite",
+        description=(
+            "Serve runs to clients (convergent.connect, the dashboard) over WebSocket, with a "
+            "REST API. Runs and tokens live in the store folder; the admin token is printed "
+            "on first start."
+        ),
+    )
+    srv.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    srv.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default: %(default)s)")
+    srv.add_argument(
+        "--store",
+        default=DEFAULT_STORE,
+        help="data folder, or sqlite:///PATH (default: %(default)s)",
+    )
+    srv.add_argument(
+        "--run", action="append", default=[], metavar="NAME", help="create this run if missing"
+    )
+    srv.add_argument(
+        "--max-frame",
+        type=int,
+        default=DEFAULT_MAX_FRAME,
+        help="largest frame accepted, in bytes (default: %(default)s)",
+    )
+    tok = sub.add_parser("token", help="hand out access tokens")
+    tok_sub = tok.add_subparsers(dest="token_command", metavar="ACTION")
+    create = tok_sub.add_parser(
+        "create", help="create a token for one run (or every run: --run '*')"
+    )
+    create.add_argument("--run", required=True, help="the run's name, or '*' for every run")
+    create.add_argument(
+        "--role", required=True, choices=[r.label for r in Role], help="what the token allows"
+    )
+    create.add_argument("--store", default=DEFAULT_STORE, help="the hub's data folder")
     args = parser.parse_args(argv)
-    if args.command == "demo":
-        run_demo(args.dir, out=sys.stdout)
-        return 0
+    try:
+        if args.command == "demo":
+            run_demo(args.dir, out=sys.stdout)
+            return 0
+        if args.command == "serve":
+            if args.max_frame < 1024:
+                parser.error("--max-frame must be at least 1024 bytes")
+            serve(args.host, args.port, args.store, args.run, args.max_frame)
+            return 0
+        if args.command == "token" and args.token_command == "create":
+            print(create_token(args.store, args.run, args.role))
+            return 0
+    except ConvergentError as err:
+        print(f"convergent: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
     parser.print_help()
     return 0

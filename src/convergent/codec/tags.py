@@ -29,6 +29,13 @@ class Tag(IntEnum):
     RUN_SNAPSHOT = 0x11
     RUN_BUNDLE = 0x12
     RUN_VERSION = 0x13
+    # Sync protocol frames (convergent.sync.protocol, PROTOCOL.md).
+    HELLO = 0x40
+    WELCOME = 0x41
+    OPS = 0x42
+    ACK = 0x43
+    PRESENCE = 0x44
+    ERROR = 0x45
 
 
 # The format version each tag is written in by this build; decoders accept exactly these.

@@ -1,0 +1,75 @@
+"""``convergent serve`` and ``convergent token``: run a hub and hand out access tokens."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from convergent.errors import ConvergentError
+from convergent.sync.protocol import DEFAULT_MAX_FRAME, Role
+
+DEFAULT_PORT = 7433  # not taken by MLflow, TensorBoard, Jupyter, Ray, Gradio, W&B, Dask...
+DEFAULT_STORE = "./convergent-data"
+
+
+def data_folder(store: str) -> Path:
+    """The data folder named by ``--store`` (a path, or ``sqlite:///path``)."""
+    if store.startswith("sqlite://"):
+        store = store[len("sqlite://") :]
+        if store.startswith("/./"):
+            store = store[1:]
+    elif "://" in store:
+        raise ConvergentError(
+            f"store {store!r}: only the embedded SQLite store exists so far (sqlite:///PATH)"
+        )
+    return Path(store)
+
+
+def serve(
+    host: str,
+    port: int,
+    store: str,
+    runs: list[str],
+    max_frame: int = DEFAULT_MAX_FRAME,
+    out: TextIO = sys.stdout,
+) -> None:
+    """Start a hub and serve until interrupted."""
+    import uvicorn
+
+    from convergent.server import Hub, create_app
+
+    hub = Hub(data_folder(store), max_frame=max_frame)
+    for name in runs:
+        hub.create_run(name)
+    admin = hub.ensure_admin_token()
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as err:
+        raise ConvergentError(f"cannot listen on {host}:{port}: {err.strerror}") from None
+    bound = sock.getsockname()[1]
+    shown = f"[{host}]" if ":" in host else host
+    print(f"Listening on http://{shown}:{bound}/", file=out, flush=True)
+    print(f"Data in {hub.data.resolve()}", file=out, flush=True)
+    if admin is not None:
+        print(f"Admin token (shown once, keep it): {admin}", file=out, flush=True)
+    config = uvicorn.Config(
+        create_app(hub),
+        log_level="warning",
+        ws_max_size=2 * max_frame,  # the hub answers oversized frames itself, with an error
+        lifespan="on",
+    )
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def create_token(store: str, run: str, role: str) -> str:
+    from convergent.server.tokens import TokenStore
+
+    tokens = TokenStore(data_folder(store) / "tokens.sqlite")
+    try:
+        return tokens.create(run, Role.parse(role))
+    finally:
+        tokens.close()

@@ -1,0 +1,250 @@
+"""`Hub`: the runs a hub holds, its tokens, and the live connections of each run.
+
+Each run is a `Run` replica in its own SQLite file under ``DATA/runs/NAME.convergent``; the
+hub merges what clients send into it (so an acknowledged op is durable: `Run.merge_bytes`
+commits before it returns) and forwards the new ops to the run's other connections. Every
+connection has a bounded queue: a subscriber that falls further behind than the queue holds
+is told to reconnect (it then catches up from its version, with bytes proportional to what
+it missed), so a fast writer never grows the hub's memory without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from convergent.codec.tags import Tag
+from convergent.errors import SchemaError, StorageError
+from convergent.run import Param, Run
+from convergent.server.tokens import ALL_RUNS, TokenStore
+from convergent.storage import SQLiteStore
+from convergent.sync.protocol import DEFAULT_MAX_FRAME, Code, Error, Role, encode_frame
+from convergent.sync.session import HubSession, Outcome
+
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+DEFAULT_QUEUE = 1024  # frames a connection may have waiting before it is told to reconnect
+
+
+def check_run_name(name: str) -> str:
+    if not RUN_NAME.fullmatch(name):
+        raise SchemaError(
+            f"run name {name!r}: 1-64 letters, digits, '.', '_' or '-', starting with a "
+            "letter or digit"
+        )
+    return name
+
+
+@dataclass(eq=False)
+class Connection:
+    """One client connection: its session and its bounded outgoing queue."""
+
+    session: HubSession
+    queue: asyncio.Queue[bytes | None]
+    closing: bool = False
+    sent_frames: int = 0
+
+    def finish(self, last: list[bytes]) -> None:
+        """Send ``last`` (an error frame) and close; whatever was waiting is dropped."""
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.closing = True
+        for frame in last[-(self.queue.maxsize - 1) :]:
+            self.queue.put_nowait(frame)
+        self.queue.put_nowait(None)
+
+    def offer(self, frame: bytes) -> bool:
+        """Queue a frame; a full queue turns into one SLOW error and a close."""
+        if self.closing:
+            return False
+        try:
+            self.queue.put_nowait(frame)
+            return True
+        except asyncio.QueueFull:
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.closing = True
+            slow = Error(Code.SLOW, 0, "fell too far behind the run; reconnect to catch up")
+            self.queue.put_nowait(encode_frame(slow))
+            self.queue.put_nowait(None)  # then close
+            return False
+
+
+@dataclass
+class Stats:
+    """Counters for ``/metrics``."""
+
+    frames_in: int = 0
+    frames_out: int = 0
+    ops_acked: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    connections_total: int = 0
+
+
+class Hub:
+    """The runs and tokens of a hub, stored under ``data``.
+
+    Args:
+        data: the data folder (created): ``runs/*.convergent`` and ``tokens.sqlite``.
+        max_frame: the largest frame accepted, in bytes.
+        queue: frames a connection may have waiting before it must reconnect.
+    """
+
+    def __init__(
+        self, data: str | Path, *, max_frame: int = DEFAULT_MAX_FRAME, queue: int = DEFAULT_QUEUE
+    ) -> None:
+        self.data = Path(data)
+        self.runs_dir = self.data / "runs"
+        try:
+            self.runs_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise StorageError(f"{self.data}: cannot create the hub's data folder: {err}") from None
+        self.tokens = TokenStore(self.data / "tokens.sqlite")
+        self.max_frame = max_frame
+        self.queue_limit = queue
+        self._runs: dict[str, Run] = {}
+        self.connections: dict[str, set[Connection]] = {}
+        self.stats = Stats()
+
+    # -- runs ------------------------------------------------------------------------------
+    def _path(self, name: str) -> Path:
+        return self.runs_dir / f"{name}.convergent"
+
+    def run(self, name: str) -> Run | None:
+        """The hub's replica of run ``name`` (opened on first use), or ``None``."""
+        if not RUN_NAME.fullmatch(name):
+            return None
+        run = self._runs.get(name)
+        if run is None and self._path(name).exists():
+            run = self._runs[name] = Run(SQLiteStore(self._path(name)), user="hub")
+        return run
+
+    def create_run(self, name: str, config: Mapping[str, Param] | None = None) -> Run:
+        """Create a run (or declare more config keys on an existing one)."""
+        check_run_name(name)
+        run = self.run(name)
+        if run is None:
+            run = self._runs[name] = Run(SQLiteStore(self._path(name)), user="hub")
+        if config:
+            run.config.declare(config)
+        run.id  # noqa: B018 - fixes the run id now, so every client joins the same run
+        return run
+
+    def names(self) -> list[str]:
+        return sorted(p.stem for p in self.runs_dir.glob("*.convergent"))
+
+    def authorize(self, token: str, run: str) -> Role | None:
+        return self.tokens.role_for(token, run)
+
+    def ensure_admin_token(self) -> str | None:
+        """Create the admin token on first start; returns it (``None`` if tokens exist)."""
+        if len(self.tokens):
+            return None
+        return self.tokens.create(ALL_RUNS, Role.ADMIN, note="admin (first start)")
+
+    # -- connections -----------------------------------------------------------------------
+    def open_connection(self, name: str) -> Connection:
+        self.stats.connections_total += 1
+        session = HubSession(name, self.run, self.authorize, self.max_frame)
+        return Connection(session, asyncio.Queue(maxsize=self.queue_limit))
+
+    def receive(self, conn: Connection, data: bytes) -> Outcome:
+        """Handle one frame of ``conn``: reply, forward, and register it once welcomed."""
+        self.stats.frames_in += 1
+        session = conn.session
+        was_welcomed = session.run is not None
+        out = session.receive(data)
+        if not was_welcomed and session.run is not None:
+            # Registered in the same step as its catch-up was computed: no op falls between.
+            self.connections.setdefault(session.name, set()).add(conn)
+        for frame in out.reply:
+            if frame[0] == Tag.ERROR:
+                self.stats.errors[_code_name(frame)] += 1
+            elif frame[0] == Tag.ACK:
+                self.stats.ops_acked += 1
+        if out.close:
+            conn.finish(out.reply)
+            return out
+        for frame in out.reply:
+            conn.offer(frame)
+        for frame in out.broadcast:
+            for other in self.connections.get(session.name, ()):
+                if other is not conn:
+                    other.offer(frame)
+        return out
+
+    def close_connection(self, conn: Connection) -> None:
+        conns = self.connections.get(conn.session.name)
+        if conns is not None:
+            conns.discard(conn)
+
+    def close(self) -> None:
+        for run in self._runs.values():
+            run.close()
+        self._runs.clear()
+        self.tokens.close()
+
+    # -- reading ---------------------------------------------------------------------------
+    def summary(self, name: str) -> dict[str, Any] | None:
+        """A run as JSON-ready data (the REST API's run state)."""
+        run = self.run(name)
+        if run is None:
+            return None
+        metrics = {}
+        for m in run.metric_names():
+            series = run.metrics(m)
+            metrics[m] = {
+                "points": len(series),
+                "last": series.last(),
+                "last_step": int(series.step[-1]) if len(series) else None,
+            }
+        return {
+            "name": name,
+            "id": run.id,
+            "ops": run.version.ops,
+            "state": run.control.state,
+            "config": {k: _json(v) for k, v in run.config.to_dict().items()},
+            "conflicts": [
+                {
+                    "key": c.key,
+                    "values": [
+                        {
+                            "value": _json(w.value),
+                            "author": run.members.name_of(w.author),
+                            "time": w.time.isoformat(),
+                        }
+                        for w in c.values
+                    ],
+                    "resolved": _json(c.resolved),
+                }
+                for c in run.config.conflicts()
+            ],
+            "samples": len(run.dataset),
+            "labels": {str(k): v for k, v in run.dataset.counts().items()},
+            "metrics": metrics,
+            "notes": [
+                {"id": c.id, "text": c.text, "resolved": c.resolved} for c in run.notes.list()
+            ],
+            "description": run.notes.description,
+            "members": [{"user": m.user, "role": m.role} for m in run.members.list()],
+            "connections": len(self.connections.get(name, ())),
+        }
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_json(v) for v in value]
+    if isinstance(value, bytes):
+        return value.hex()
+    return value
+
+
+def _code_name(frame: bytes) -> str:
+    try:
+        return Code(frame[2]).name.lower()
+    except (ValueError, IndexError):
+        return "unknown"
