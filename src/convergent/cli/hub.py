@@ -50,6 +50,7 @@ def serve(
         sock.bind((host, port))
     except OSError as err:
         raise ConvergentError(f"cannot listen on {host}:{port}: {err.strerror}") from None
+    sock.listen(2048)  # clients may connect as soon as the line below is printed
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     print(f"Listening on http://{shown}:{bound}/", file=out, flush=True)

@@ -231,6 +231,9 @@ class Schema(Mapping[str, Param]):
         except KeyError:
             raise SchemaError(self._unknown(key)) from None
 
+    def __contains__(self, key: object) -> bool:
+        return key in self._params
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._params)
 

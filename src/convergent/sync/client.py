@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -112,6 +113,16 @@ class LiveRun(Run):
                 raise AuthError(self._error or "the hub refused this client")
         # (AuthError also covers an unknown run and a local store of another run: errors
         # that reconnecting cannot fix.)
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+        """Block until ``predicate()`` holds (checked after every frame from the hub).
+
+        Raises:
+            TimeoutError: it did not hold within ``timeout`` seconds.
+        """
+        with self._cond:
+            if not self._cond.wait_for(predicate, timeout):
+                raise TimeoutError(f"condition not met after {timeout} s: {self.status}")
 
     def present(self, state: str) -> None:
         """Tell the run's other clients what this user is looking at (never stored)."""

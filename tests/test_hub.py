@@ -1,0 +1,312 @@
+"""A real hub (``convergent serve``: uvicorn on 127.0.0.1, in a subprocess) with real clients:
+convergence of concurrent editors, offline edits merged on reconnect, roles, bad frames
+against the live hub, and a hub killed with SIGKILL that keeps every acknowledged edit."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from websockets.sync.client import connect as ws_connect
+
+import convergent
+from convergent.codec import encode
+from convergent.errors import AuthError
+from convergent.run import Float, Part, Run
+from convergent.sync import Code, Role, decode_frame, encode_frame
+from convergent.sync.client import LiveRun
+from convergent.sync.protocol import Error, Hello, Ops
+
+SRC = str(Path(__file__).resolve().parent.parent / "src")
+
+
+@dataclass
+class HubProcess:
+    proc: subprocess.Popen[str]
+    port: int
+    admin: str
+    store: Path
+
+    def url(self, run: str = "digits") -> str:
+        return f"http://127.0.0.1:{self.port}/runs/{run}"
+
+    def token(self, role: str, run: str = "digits") -> str:
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "convergent",
+                "token",
+                "create",
+                "--run",
+                run,
+                "--role",
+                role,
+                "--store",
+                str(self.store),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=_env(),
+        )
+        return out.stdout.strip()
+
+    def get(self, path: str, token: str | None = None) -> Any:
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}")
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            body = resp.read()
+        return json.loads(body) if resp.headers.get_content_type() == "application/json" else body
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, env.get("PYTHONPATH")]))
+    return env
+
+
+def start_hub(store: Path, port: int = 0) -> HubProcess:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "convergent",
+            "serve",
+            "--port",
+            str(port),
+            "--store",
+            str(store),
+            "--run",
+            "digits",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=_env(),
+    )
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    deadline = time.monotonic() + 30
+    bound = admin = None
+    while bound is None:
+        try:
+            line = lines.get(timeout=max(deadline - time.monotonic(), 0.01))
+        except queue.Empty:
+            proc.kill()
+            raise RuntimeError("the hub did not start within 30 s") from None
+        if line.startswith("Listening on http://127.0.0.1:"):
+            bound = int(line.rsplit(":", 1)[1].strip().rstrip("/"))
+        elif line.startswith("Admin token"):
+            admin = line.rsplit(" ", 1)[1].strip()
+    if admin is None:  # the admin line comes after "Listening", if this is a first start
+        try:
+            line = lines.get(timeout=5)
+            if line.startswith("Data in"):
+                line = lines.get(timeout=5)
+            if line.startswith("Admin token"):
+                admin = line.rsplit(" ", 1)[1].strip()
+        except queue.Empty:
+            pass
+    return HubProcess(proc, bound, admin or "", store)
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[HubProcess]:
+    h = start_hub(tmp_path / "hub")
+    yield h
+    h.proc.kill()
+    h.proc.wait(timeout=10)
+
+
+def state(run: Run) -> dict[Part, bytes]:
+    with run._lock:
+        return {p: encode(run._state(p)) for p in Part}
+
+
+def test_five_clients_editing_concurrently_converge(hub: HubProcess) -> None:
+    clients = [convergent.connect(hub.url(), hub.admin, user=f"user{i}") for i in range(5)]
+    try:
+        clients[0].config.declare({"lr": Float(0.1, min=0.0, max=1.0)})
+        clients[0].wait_synced()
+
+        def work(i: int, run: LiveRun) -> None:
+            run.wait_until(lambda: "lr" in run.schema)
+            for k in range(20):
+                run.config["lr"] = (i * 20 + k) / 1000
+                run.log({"loss": float(k)}, step=k)
+                run.dataset.add(np.array([i, k], dtype=np.uint8), label=k % 10)
+
+        threads = [threading.Thread(target=work, args=(i, r)) for i, r in enumerate(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for run in clients:
+            run.wait_synced()
+        total = clients[0].version.ops
+        target = max(r.version.ops for r in clients)
+        for run in clients:
+            run.wait_until(lambda run=run: run.version.ops >= target)
+        first = state(clients[0])
+        assert total <= target
+        for run in clients[1:]:
+            assert state(run) == first
+        assert len(clients[0].dataset) == 100
+        assert len(clients[0].metrics("loss")) == 100
+        summary = hub.get("/api/runs/digits", hub.admin)
+        assert summary["samples"] == 100 and summary["ops"] == target
+    finally:
+        for run in clients:
+            run.close()
+
+
+def test_offline_edits_merge_on_reconnect_with_conflicts_surfaced(
+    hub: HubProcess, tmp_path: Path
+) -> None:
+    paths = [tmp_path / "alice.convergent", tmp_path / "bob.convergent"]
+    for p, user in zip(paths, ["alice", "bob"], strict=True):
+        with convergent.connect(hub.url(), hub.admin, path=p, user=user) as run:
+            run.config.declare({"lr": Float(0.1, min=0.0, max=1.0)})
+            run.wait_synced()
+    # both edit their own file while no hub is reachable
+    with convergent.open(paths[0]) as alice:
+        alice.config["lr"] = 0.02
+        alice.notes.add("alice was offline")
+    with convergent.open(paths[1]) as bob:
+        bob.config["lr"] = 0.05
+    runs = [convergent.connect(hub.url(), hub.admin, path=p) for p in paths]
+    try:
+        for run in runs:
+            run.wait_synced()
+        for run in runs:
+            run.wait_until(lambda run=run: len(run.config.conflicts()) == 1)
+            [conflict] = run.config.conflicts()
+            assert sorted(w.value for w in conflict.values) == [0.02, 0.05]
+        assert [c.text for c in runs[1].notes.list()] == ["alice was offline"]
+    finally:
+        for run in runs:
+            run.close()
+
+
+def test_roles_are_enforced_by_the_hub(hub: HubProcess) -> None:
+    editor = convergent.connect(hub.url(), hub.token("editor"), user="ed")
+    viewer = convergent.connect(hub.url(), hub.token("viewer"), user="vi")
+    worker = convergent.connect(hub.url(), hub.token("worker"), user="wo")
+    try:
+        editor.config.declare({"lr": Float(0.1, min=0.0, max=1.0)})
+        editor.wait_synced()
+        for run in (viewer, worker):
+            run.wait_until(lambda run=run: "lr" in run.schema)
+        viewer.config["lr"] = 0.9  # kept locally, never sent
+        assert viewer.status.role == "viewer" and viewer.status.pending > 0
+        worker.config["lr"] = 0.8  # sent, refused
+        worker.wait_until(lambda: worker.status.refused == 1)
+        worker.log({"loss": 0.5})
+        worker.wait_synced()
+        editor.wait_until(lambda: len(editor.metrics("loss")) == 1)
+        assert editor.config["lr"] == 0.1
+        assert hub.get("/api/runs/digits", hub.admin)["config"]["lr"] == 0.1
+    finally:
+        for run in (editor, viewer, worker):
+            run.close()
+    with pytest.raises(AuthError, match="token"):
+        convergent.connect(hub.url(), "cvg_not-a-token", wait=5)
+    with pytest.raises(urllib.error.HTTPError) as err:
+        hub.get("/api/runs/digits", "cvg_not-a-token")
+    assert err.value.code == 401
+
+
+def raw(hub: HubProcess) -> Any:
+    return ws_connect(f"ws://127.0.0.1:{hub.port}/runs/digits/sync", open_timeout=10)
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        (b"\x00\x01garbage", Code.MALFORMED),
+        (b"\x42\x01", Code.MALFORMED),  # an OPS frame cut short
+        (encode_frame(Ops(1, b"x")), Code.OUT_OF_PROTOCOL),  # OPS before HELLO
+        (encode_frame(Hello("digits", 1, "cvg_wrong", b"")), Code.AUTH),
+        (encode_frame(Hello("digits", 1, "ADMIN", b"\x13\x01\xff")), Code.MALFORMED),
+        (os.urandom(300), None),  # whatever it is, it gets an error and a close
+    ],
+)
+def test_fuzzed_frames_get_an_error_and_a_close_and_disturb_nobody(
+    hub: HubProcess, frame: bytes, code: Code | None
+) -> None:
+    good = convergent.connect(hub.url(), hub.admin, user="good")
+    try:
+        with raw(hub) as ws:
+            ws.send(frame.replace(b"ADMIN", hub.admin.encode()))
+            reply = decode_frame(ws.recv(timeout=10))
+            assert isinstance(reply, Error) and reply.code.closes
+            assert code is None or reply.code is code
+            with pytest.raises(Exception):  # noqa: B017 - the hub closes the socket
+                ws.recv(timeout=10)
+        good.notes.add("still here")
+        good.wait_synced()
+        assert hub.get("/health")["status"] == "ok"
+    finally:
+        good.close()
+
+
+def test_a_text_frame_and_a_second_hello_are_out_of_protocol(hub: HubProcess) -> None:
+    with raw(hub) as ws:
+        ws.send("hello")
+        reply = decode_frame(ws.recv(timeout=10))
+        assert isinstance(reply, Error) and reply.code is Code.MALFORMED
+    with raw(hub) as ws:
+        hello = encode_frame(Hello("digits", 7, hub.admin, Run().version.to_bytes()))
+        ws.send(hello)
+        frames = [decode_frame(ws.recv(timeout=10)) for _ in range(2)]  # WELCOME, catch-up
+        assert frames[0].role is Role.ADMIN  # type: ignore[union-attr]
+        ws.send(hello)
+        reply = decode_frame(ws.recv(timeout=10))
+        assert isinstance(reply, Error) and reply.code is Code.OUT_OF_PROTOCOL
+
+
+def test_a_hub_killed_with_sigkill_keeps_every_acknowledged_edit(tmp_path: Path) -> None:
+    store = tmp_path / "hub"
+    hub = start_hub(store)
+    port, admin = hub.port, hub.admin
+    acked = 0
+    local = tmp_path / "client.convergent"
+    try:
+        for restart in range(3):
+            with convergent.connect(hub.url(), admin, path=local, user="w") as run:
+                for i in range(30):
+                    run.log({"loss": float(acked + i)}, step=acked + i)
+                run.wait_synced()  # acknowledged: durable on the hub
+                acked += 30
+                for i in range(5):  # sent, maybe not acknowledged, when the hub dies
+                    run.log({"loss": -1.0}, step=10_000 * (restart + 1) + i)
+                hub.proc.send_signal(signal.SIGKILL)
+                hub.proc.wait(timeout=10)
+            hub = start_hub(store, port)
+            with convergent.connect(hub.url(), admin, user="check") as check:
+                steps = set(check.metrics("loss").step.tolist())
+                assert set(range(acked)) <= steps
+    finally:
+        hub.proc.kill()
+        hub.proc.wait(timeout=10)
