@@ -103,6 +103,36 @@ class Version:
 
 
 @dataclass(frozen=True)
+class Incoming:
+    """A decoded, checked bundle: each op with its stored form and the blobs it brought."""
+
+    bundle: Bundle
+    ops: list[tuple[Op, StoredOp, Mapping[bytes, bytes]]]
+
+
+def read_bundle(data: bytes) -> Incoming:
+    """Decode a bundle and every op in it, and check every blob against its digest.
+
+    Raises:
+        DecodeError: anything malformed (an op cut short inside a complete bundle, or a
+            blob that does not match its digest, is `InvalidError`).
+    """
+    bundle = decode_bundle(data)
+    ops: list[tuple[Op, StoredOp, Mapping[bytes, bytes]]] = []
+    for raw, blobs in bundle.ops:
+        try:
+            op = decode_op(raw)
+        except TruncatedError as err:
+            # Each op sits inside a complete length prefix: more bytes cannot help.
+            raise InvalidError(f"an op in the bundle is cut short: {err}") from None
+        for digest, payload in blobs.items():
+            if digest_of(payload) != digest:
+                raise InvalidError(f"blob {digest.hex()} does not match its digest")
+        ops.append((op, StoredOp(op.origin, op.seq, op.hlc, op.parts, raw), blobs))
+    return Incoming(bundle, ops)
+
+
+@dataclass(frozen=True)
 class RunChange:
     """What an `Run.on_change` callback is told: which parts changed, and whether this
     replica made the change (``local``) or merged it from ``origin``."""
@@ -431,18 +461,12 @@ class Run:
         The whole input is decoded and checked before anything is stored: bad bytes raise a
         `DecodeError` (or `InvalidError` for another run's ops) and change nothing.
         """
-        bundle = decode_bundle(data)
-        ops: list[tuple[Op, StoredOp, Mapping[bytes, bytes]]] = []
-        for raw, blobs in bundle.ops:
-            try:
-                op = decode_op(raw)
-            except TruncatedError as err:
-                # Each op sits inside a complete length prefix: more bytes cannot help.
-                raise InvalidError(f"an op in the bundle is cut short: {err}") from None
-            for digest, payload in blobs.items():
-                if digest_of(payload) != digest:
-                    raise InvalidError(f"blob {digest.hex()} does not match its digest")
-            ops.append((op, StoredOp(op.origin, op.seq, op.hlc, op.parts, raw), blobs))
+        return self.merge(read_bundle(data))
+
+    def merge(self, incoming: Incoming) -> int:
+        """Merge a bundle already decoded and checked by `read_bundle` (the hub looks at the
+        ops first, to check roles and schema, without decoding them twice)."""
+        bundle, ops = incoming.bundle, incoming.ops
         with self._lock:
             self._check_open()
             # An empty replica joins the run it is given; a replica with ops never mixes runs.

@@ -24,7 +24,8 @@ from convergent.crdt.register import MVRegister
 from convergent.errors import DecodeError, ProtocolError, SchemaError, StorageError
 from convergent.run import Run, Version
 from convergent.run.config import schema_of
-from convergent.run.ops import Op, Part, decode_bundle, decode_op, op_id
+from convergent.run.document import read_bundle
+from convergent.run.ops import Op, Part, decode_bundle, op_id
 from convergent.sync.protocol import (
     DEFAULT_MAX_FRAME,
     PROTOCOL_VERSION,
@@ -276,10 +277,10 @@ class HubSession:
         assert self.run is not None and self.role is not None
         run = self.run
         try:
-            bundle = decode_bundle(frame.bundle)
-            ops = [decode_op(raw) for raw, _ in bundle.ops]
+            incoming = read_bundle(frame.bundle)
         except DecodeError as err:
             return self._fail(Code.MALFORMED, f"malformed ops: {err}", frame.id)
+        ops = [op for op, _, _ in incoming.ops]
         allowed = WRITABLE[self.role]
         for op in ops:
             denied = sorted(p.label for p in op.deltas if p not in allowed)
@@ -293,8 +294,8 @@ class HubSession:
         if problem is not None:
             return self._fail(Code.INVALID, problem, frame.id)
         try:
-            new = run.merge_bytes(frame.bundle)
-        except DecodeError as err:  # another run's ops, a blob that does not match
+            new = run.merge(incoming)
+        except DecodeError as err:  # ops of another run
             return self._fail(Code.INVALID, str(err), frame.id)
         except StorageError as err:
             return self._fail(Code.INTERNAL, f"not stored: {err}", frame.id)
