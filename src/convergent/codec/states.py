@@ -359,6 +359,20 @@ def _read_dots(
         raise TruncatedError(
             f"{total} rows need at least {total} more bytes", needed=total - r.remaining
         )
+    if total <= wire.SMALL:
+        # A few dots (a single edit): plain loops beat numpy's per-call overhead.
+        dots = [
+            (rid, c)
+            for rid, ivs in zip(table, per, strict=True)
+            for lo, hi in ivs
+            for c in range(lo, hi + 1)
+        ]
+        if not all(d in ctx for d in dots):
+            raise InvalidError("a stored dot lies outside the causal context")
+        return (
+            np.array([d[0] for d in dots], dtype=np.uint64),
+            np.array([d[1] for d in dots], dtype=np.uint64),
+        )
     reps = np.empty(total, dtype=np.uint64)
     ctrs = np.empty(total, dtype=np.uint64)
     at = 0

@@ -76,10 +76,15 @@ class LiveRun(Run):
         self._error: str | None = None
         self._fatal = False
         self._stop = threading.Event()
+        self._outq: list[bytes] = []
+        self._dirty = False
         self._handle = self.on_change(self._local_change)
         self._thread = threading.Thread(target=self._loop, name=f"convergent-{self.name}")
         self._thread.daemon = True
         self._thread.start()
+        self._sender = threading.Thread(target=self._send_loop, name=f"convergent-{self.name}-tx")
+        self._sender.daemon = True
+        self._sender.start()
 
     # -- status ----------------------------------------------------------------------------
     @property
@@ -138,20 +143,39 @@ class LiveRun(Run):
 
     # -- the socket ------------------------------------------------------------------------
     def _send(self, frames: list[bytes]) -> None:
-        ws = self._ws
-        if ws is None:
-            return
-        try:
-            for frame in frames:
-                ws.send(frame)
-        except (ConnectionClosed, OSError):
-            pass  # the receive loop sees the close and reconnects; nothing is lost
+        """Hand frames to the sender thread (called holding the run's lock)."""
+        if frames and self._ws is not None:
+            self._outq.extend(frames)
+            self._cond.notify_all()
 
     def _local_change(self, change: RunChange) -> None:
-        # Runs under the run's lock, on the thread that made the edit.
-        if change.local and self._session is not None and self._ws is not None:
-            self._send(self._session.outgoing())
+        # Runs under the run's lock, on the thread that made the edit: only flag the change,
+        # so a training step never waits on the network.
+        if change.local:
+            self._dirty = True
             self._cond.notify_all()
+
+    def _send_loop(self) -> None:
+        """The one thread that writes to the socket: queued replies, then local edits."""
+        while not self._stop.is_set():
+            with self._cond:
+                self._cond.wait_for(
+                    lambda: self._stop.is_set() or self._outq or (self._dirty and self._ws),
+                    timeout=1.0,
+                )
+                ws, session = self._ws, self._session
+                if ws is None or session is None:
+                    self._outq.clear()
+                    continue
+                frames, self._outq = self._outq, []
+                if self._dirty:
+                    self._dirty = False
+                    frames += session.outgoing()
+            try:
+                for frame in frames:
+                    ws.send(frame)
+            except (ConnectionClosed, OSError):
+                pass  # the receive loop sees the close and reconnects; nothing is lost
 
     def _loop(self) -> None:
         delay = self._backoff[0]
@@ -191,7 +215,8 @@ class LiveRun(Run):
         session = ClientSession(self, self.name, self._token, self._max_frame)
         with self._cond:
             self._ws, self._session, self._error = ws, session, None
-            ws.send(session.hello())
+            self._outq = [session.hello()]
+            self._cond.notify_all()
         while not self._stop.is_set():
             try:
                 data = ws.recv(timeout=0.25)
@@ -224,8 +249,11 @@ class LiveRun(Run):
             ws = self._ws
         if ws is not None:
             ws.close()
-        if threading.current_thread() is not self._thread:
-            self._thread.join(timeout=5)
+        with self._cond:
+            self._cond.notify_all()
+        for thread in (self._thread, self._sender):
+            if threading.current_thread() is not thread:
+                thread.join(timeout=5)
         self._handle.remove()
         super().close()
 

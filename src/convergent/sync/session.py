@@ -310,11 +310,14 @@ def _schema_problem(run: Run, ops: list[Op]) -> str | None:
     configs = [op.deltas[Part.CONFIG] for op in ops if Part.CONFIG in op.deltas]
     if not configs:
         return None
-    rules = run._state(Part.SCHEMA).copy()
-    for op in ops:
-        if Part.SCHEMA in op.deltas:
-            rules.join_inplace(op.deltas[Part.SCHEMA])
-    schema, _ = schema_of(rules)
+    declared = [op.deltas[Part.SCHEMA] for op in ops if Part.SCHEMA in op.deltas]
+    if declared:  # rules declared in the same frame count (rare: build them afresh)
+        rules = run._state(Part.SCHEMA).copy()
+        for delta in declared:
+            rules.join_inplace(delta)
+        schema, _ = schema_of(rules)
+    else:
+        schema = run.schema  # cached until the rules change
     for delta in configs:
         assert isinstance(delta, ORMap)
         for key, reg in delta.items():
