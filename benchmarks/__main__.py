@@ -2,8 +2,10 @@
 
 Table 1 times every mutator of every type through a `Replica`, with join, encode and decode;
 Table 2 runs peer workloads side by side with pycrdt (Yrs) in the same process; Table 3 times
-the Run document durable in SQLite (import, edits, metrics, reopen, join, catch-up); a last
-table lists the project's performance targets. Tables go to stdout, progress to stderr.
+the Run document durable in SQLite (import, edits, metrics, reopen, join, catch-up); Table 4
+runs the hub over real sockets beside pycrdt-websocket (latency, fan-out, catch-up, SIGKILL
+durability); a last table lists the project's performance targets. Tables go to stdout,
+progress to stderr.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import sys
 import time
 from importlib import metadata
 
-from benchmarks import core, run
+from benchmarks import core, hub, run
 from benchmarks.harness import SETTINGS, Targets, progress
 from benchmarks.peer import Peer
 
@@ -31,8 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument(
         "--only",
-        choices=["types", "peers", "run"],
-        help="run only Table 1 (types), Table 2 (peers) or Table 3 (run: the durable document)",
+        choices=["types", "peers", "run", "hub"],
+        help=(
+            "run only Table 1 (types), Table 2 (peers), Table 3 (run: the durable document) "
+            "or Table 4 (hub: server and clients over WebSocket)"
+        ),
     )
     parser.add_argument(
         "--quick",
@@ -71,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         Peer(targets, errors, bulk_all=args.pycrdt_bulk_all).run()
     if args.only in (None, "run"):
         run.table3(errors).print()
-    if args.only in (None, "peers"):
+    if args.only in (None, "hub"):
+        hub.table4(targets, errors).print()
+    if args.only in (None, "peers", "hub"):
         targets.table().print()
     for err in errors:
         print(f"ERROR in {err}", flush=True)

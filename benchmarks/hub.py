@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from benchmarks.harness import (
     ROOT,
@@ -72,12 +72,11 @@ except ImportError:  # the bench and server extras are not both installed
     ws_connect = None
 
 RUN = "digits"
+DURABLE_RUN = "durability"  # its own run, so its checks do not replay the others' ops
 SIZES = (2, 10, 50)  # clients, the writer included
 FANOUT = (10, 50)  # subscribers, beside the writer
 WAIT_S = 120.0  # the longest any single wait may take before the section is reported failed
 NA = "n/a"
-
-T = TypeVar("T")
 
 
 # -- servers --------------------------------------------------------------------------------
@@ -142,8 +141,6 @@ def _port_of(proc: subprocess.Popen[str], lines: queue.Queue[str], want_token: b
             port = int(line.rsplit(":", 1)[1].strip().rstrip("/"))
         elif line.startswith("Admin token"):
             token = line.rsplit(" ", 1)[1].strip()
-        elif line.startswith("Data in") and want_token and port is not None and not token:
-            want_token = "admin" in "".join(seen)  # a restart prints no token: stop waiting
     return Server(proc, port, token)
 
 
@@ -151,7 +148,19 @@ def start_convergent(store: Path, port: int = 0) -> Server:
     """``convergent serve`` on ``store``; a restart (the store exists) prints no token."""
     first = not store.exists()
     proc, lines = _spawn(
-        ["-m", "convergent", "serve", "--port", str(port), "--store", str(store), "--run", RUN]
+        [
+            "-m",
+            "convergent",
+            "serve",
+            "--port",
+            str(port),
+            "--store",
+            str(store),
+            "--run",
+            RUN,
+            "--run",
+            DURABLE_RUN,
+        ]
     )
     server = _port_of(proc, lines, want_token=first)
     if first and not server.token:
@@ -196,9 +205,13 @@ class Client:
     def ready(self) -> bool:
         raise NotImplementedError
 
+    def forget_session(self) -> None:
+        """Drop what the last connection knew, so `ready` waits for the next one."""
+
     async def connect(self) -> None:
         """Open the connection and wait until the first sync is done."""
         self._stopping = False
+        self.forget_session()
         self._task = asyncio.create_task(self._run())
         await self.until(self.ready)
 
@@ -266,7 +279,7 @@ class Client:
                 if not self._behind(err):
                     self._fail(err)
                     return
-            except BaseException as err:  # noqa: BLE001 - handed to whoever waits
+            except BaseException as err:  # handed to whoever waits, then raised
                 self._fail(err)
                 raise
             finally:
@@ -297,18 +310,19 @@ class ConvergentClient(Client):
 
     system = "convergent"
 
-    def __init__(self, port: int, token: str, run: Run | None = None) -> None:
+    def __init__(self, port: int, token: str, run: Run | None = None, name: str = RUN) -> None:
         super().__init__()
         self.port = port
         self.token = token
+        self.name = name
         self.run = run if run is not None else Run()
         self.session: ClientSession | None = None
 
     def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/runs/{RUN}/sync"
+        return f"ws://127.0.0.1:{self.port}/runs/{self.name}/sync"
 
     def opening(self) -> list[bytes]:
-        self.session = ClientSession(self.run, RUN, self.token)
+        self.session = ClientSession(self.run, self.name, self.token)
         return [self.session.hello()]
 
     def handle(self, data: bytes) -> list[bytes]:
@@ -317,6 +331,9 @@ class ConvergentClient(Client):
 
     def ready(self) -> bool:
         return self.session is not None and self.session.caught_up
+
+    def forget_session(self) -> None:
+        self.session = None
 
     def synced(self) -> bool:
         """Caught up, and every local op acknowledged by the hub."""
@@ -382,6 +399,9 @@ class YClient(Client):
     def ready(self) -> bool:
         return self.synced_once
 
+    def forget_session(self) -> None:
+        self.synced_once = False
+
     def value(self) -> Any:
         return self.map.get("lr")
 
@@ -420,6 +440,7 @@ class Fanout:
     seconds: float
     reconnects: int
     hub_cpu: float
+    clients_cpu: float  # this process: every client, the writer included
 
     @property
     def rate(self) -> float:
@@ -435,6 +456,7 @@ class CatchUp:
     frames_in: int
     delta_bytes: int  # the missed edits as the system itself encodes them
     ops_bytes: int | None = None  # convergent: the sum of the missed ops' own encodings
+    write_cpu: tuple[float, float] = (0.0, 0.0)  # hub, clients: CPU s of the writing
 
 
 @dataclass
@@ -476,6 +498,11 @@ class System:
     async def prepare(self, writer: AnyClient) -> None:
         """Whatever the run needs before edits (convergent: the schema)."""
 
+    def cpu(self, since: tuple[float, float] = (0.0, 0.0)) -> tuple[float, float]:
+        """CPU seconds used so far (minus ``since``): the server's, and this process's."""
+        hub = self.server.cpu_seconds() if self.server is not None else 0.0
+        return hub - since[0], time.process_time() - since[1]
+
     def stop(self) -> None:
         if self.server is not None:
             self.server.kill()
@@ -489,11 +516,13 @@ class System:
     async def edit_and_wait(self, writer: AnyClient, others: list[AnyClient]) -> None:
         v = self.values()
         waits = [c.until(lambda c=c: c.value() == v) for c in others]
+        ack = self.ack_wait(writer)
         await writer.set(v)
-        await asyncio.gather(*waits, *self.ack_waits(writer))
+        await asyncio.gather(*waits, *([ack] if ack else []))
 
-    def ack_waits(self, writer: AnyClient) -> list[Awaitable[float]]:
-        return []
+    def ack_wait(self, writer: AnyClient) -> Awaitable[float] | None:
+        """Registered before an edit: when the hub has acknowledged it (``None``: no acks)."""
+        return None
 
     async def latency(self, clients: int, edits: int) -> Latency:
         group = await self.connect(clients)
@@ -505,14 +534,14 @@ class System:
             acks: list[float] = []
             for _ in range(edits):
                 v = self.values()
-                waits = [c.until(lambda c=c: c.value() == v) for c in others]
-                ack = self.ack_waits(writer)
+                waits = [c.until(lambda c=c, v=v: c.value() == v) for c in others]
+                ack = self.ack_wait(writer)
                 t0 = time.perf_counter()
                 await writer.set(v)
                 arrived = await asyncio.gather(*waits)
                 spans.append(max(arrived) - t0)
-                if ack:
-                    acks.append((await ack[0]) - t0)
+                if ack is not None:
+                    acks.append((await ack) - t0)
             return Latency(
                 _pct(spans, 0.5),
                 _pct(spans, 0.99),
@@ -529,20 +558,18 @@ class System:
             c.reconnect = True  # a subscriber the hub drops for falling behind comes back
         try:
             writer, subs = group[0], group[1:]
-            last = [self.values() for _ in range(edits)][-1]
-            self.values = Values()  # the values were only reserved; start again from 1
             values = [self.values() for _ in range(edits)]
-            assert values[-1] == last
+            last = values[-1]
             target = self.expected(writer, edits)
             waits = [c.until(lambda c=c: self.has_all(c, last, target)) for c in subs]
-            cpu0 = self.server.cpu_seconds() if self.server else 0.0
+            cpu = self.cpu()
             t0 = time.perf_counter()
             for v in values:
                 await writer.set(v)  # returns once the socket took the frame
             done = await asyncio.gather(*waits)
             seconds = max(done) - t0
-            cpu = (self.server.cpu_seconds() if self.server else 0.0) - cpu0
-            return Fanout(edits, seconds, sum(c.reconnects for c in subs), cpu)
+            hub_cpu, clients_cpu = self.cpu(cpu)
+            return Fanout(edits, seconds, sum(c.reconnects for c in subs), hub_cpu, clients_cpu)
         finally:
             await asyncio.gather(*(c.disconnect() for c in group))
 
@@ -578,9 +605,10 @@ class Convergent(System):
         await writer.push()
         await writer.until(writer.synced)
 
-    def ack_waits(self, writer: AnyClient) -> list[Awaitable[float]]:
+    def ack_wait(self, writer: AnyClient) -> Awaitable[float] | None:
         assert isinstance(writer, ConvergentClient)
-        return [writer.until(writer.synced)]
+        target = writer.ops() + 1
+        return writer.until(lambda: writer.ops() >= target and writer.synced())
 
     def expected(self, writer: AnyClient, edits: int) -> int:
         assert isinstance(writer, ConvergentClient)
@@ -596,11 +624,13 @@ class Convergent(System):
             await late.disconnect()
             assert isinstance(writer, ConvergentClient) and isinstance(late, ConvergentClient)
             before = late.run.version
+            cpu = self.cpu()
             t0 = time.perf_counter()
             for _ in range(missed):
                 await writer.set(self.values())
             await writer.until(writer.synced)
             write_seconds = time.perf_counter() - t0
+            write_cpu = self.cpu(cpu)
             target = writer.ops()
             export = writer.run.export_since(before)
             ops_bytes = sum(len(raw) for raw, _ in decode_bundle(export).ops)
@@ -616,57 +646,59 @@ class Convergent(System):
                 late.frames_in - frames0,
                 len(export),
                 ops_bytes,
+                write_cpu,
             )
         finally:
             await asyncio.gather(writer.disconnect(), late.disconnect())
 
     async def durability(self, restarts: int, batch: int) -> Durability:
         """SIGKILL the hub right after each acknowledged batch (with a few more edits in
-        flight), restart it on the same store and port, and check every acknowledged op."""
+        flight), restart it on the same store and port, and check, with a new client, that
+        every acknowledged op of the writer is on the restarted hub."""
         assert self.server is not None
         port = self.server.port
         run = Run()
-        writer = ConvergentClient(port, self.token, run)
+        writer = ConvergentClient(port, self.token, run, DURABLE_RUN)
         writer.reconnect = True
-        await writer.connect()
-        acked_seq = 0
-        step = 0
-        unacked_sent = 0
+        acked = step = kept = in_flight = 0
+        lost: set[int] = set()  # seqs of acknowledged ops some restarted hub did not have
         restart_s: list[float] = []
         t_start = time.perf_counter()
         try:
             for _ in range(restarts):
-                await writer.until(writer.synced)  # connected again, resent what was lost
+                await writer.connect()
+                await writer.until(writer.synced)  # resends what the last hub did not keep
                 for _ in range(batch):
                     run.log({"loss": float(step)}, step=step)
                     step += 1
                 await writer.push()
                 await writer.until(writer.synced)
-                acked_seq = run.version.context.max_counter(run.replica_id)
+                acked = run.version.context.max_counter(run.replica_id)
                 for _ in range(5):  # sent, maybe not acknowledged, when the hub dies
                     run.log({"loss": -1.0}, step=step)
                     step += 1
-                    unacked_sent += 1
                 await writer.push()
                 self.server.kill()
+                await writer.disconnect()
                 t0 = time.perf_counter()
                 self.server = start_convergent(self.store, port)
                 restart_s.append(time.perf_counter() - t0)
-            await writer.disconnect()
-            check = self.client()
-            await check.connect()
-            await check.disconnect()
-            have = check.run.version
-            lost = sum(1 for s in range(1, acked_seq + 1) if (run.replica_id, s) not in have)
-            ours = sum(1 for s in range(1, step + acked_seq + 1) if (run.replica_id, s) in have)
+                check = ConvergentClient(port, self.token, name=DURABLE_RUN)
+                await check.connect()
+                await check.disconnect()
+                have = check.run.version
+                lost.update(s for s in range(1, acked + 1) if (run.replica_id, s) not in have)
+                newest = run.version.context.max_counter(run.replica_id)
+                in_flight += newest - acked
+                kept += sum(1 for s in range(acked + 1, newest + 1) if (run.replica_id, s) in have)
             return Durability(
                 restarts,
-                acked_seq,
-                lost,
+                acked,
+                len(lost),
                 time.perf_counter() - t_start,
                 restart_s,
-                unacked_sent,
-                max(ours - acked_seq, 0),
+                in_flight,
+                kept,
             )
         finally:
             await writer.disconnect()
@@ -691,11 +723,13 @@ class YRoom(System):
             # No acks in y-sync: the room echoes each update to every client, the writer
             # included, so the writer's last echo says the room has applied them all.
             echoes = writer.updates_in + missed
+            cpu = self.cpu()
             t0 = time.perf_counter()
             for _ in range(missed):
                 await writer.set(self.values())
             await writer.until(lambda: writer.updates_in >= echoes)
             write_seconds = time.perf_counter() - t0
+            write_cpu = self.cpu(cpu)
             last = writer.value()
             delta = writer.doc.get_update(before)
             bytes0, frames0 = late.bytes_in, late.frames_in
@@ -709,6 +743,8 @@ class YRoom(System):
                 late.bytes_in - bytes0,
                 late.frames_in - frames0,
                 len(delta),
+                None,
+                write_cpu,
             )
         finally:
             await asyncio.gather(writer.disconnect(), late.disconnect())
@@ -763,12 +799,11 @@ async def _measure(systems: list[System], results: Results, errors: list[str]) -
 
 
 def _cell(results: Results, system: str, key: str, text: Callable[[], str]) -> str:
-    for failed in results.failed:
-        if failed.startswith(system) and (failed == system or failed.endswith(key)):
-            return "ERROR"
+    if system in results.failed or f"{system} {key}" in results.failed:
+        return "ERROR"
     try:
         return text()
-    except KeyError:
+    except (KeyError, AttributeError):  # not measured
         return "-"
 
 
@@ -790,6 +825,10 @@ def table4(targets: Targets, errors: list[str]) -> Table:
                 for system in systems:
                     system.stop()
     return _table(results, targets)
+
+
+def _cpu(f: Fanout) -> str:
+    return f"{f.hub_cpu:.2f} / {f.clients_cpu:.2f}; {f.reconnects}"
 
 
 def _table(r: Results, targets: Targets) -> Table:
@@ -843,10 +882,10 @@ def _table(r: Results, targets: Targets) -> Table:
             ratio(cf.rate if cf else None, yf.rate if yf else None),
         )
         t.add(
-            "  hub CPU s / subscribers dropped as too slow (and reconnected)",
+            "  CPU s: hub / clients; subscribers dropped as too slow",
             f"{n} subscribers",
-            _cell(r, c, f"fanout {n}", lambda cf=cf: f"{cf.hub_cpu:.2f} / {cf.reconnects}"),
-            _cell(r, y, f"fanout {n}", lambda yf=yf: f"{yf.hub_cpu:.2f} / {yf.reconnects}"),
+            _cell(r, c, f"fanout {n}", lambda cf=cf: _cpu(cf)),
+            _cell(r, y, f"fanout {n}", lambda yf=yf: _cpu(yf)),
         )
     cc, yc = r.catch_up.get(c), r.catch_up.get(y)
     missed = cc.missed if cc else yc.missed if yc else 0
@@ -860,6 +899,12 @@ def _table(r: Results, targets: Targets) -> Table:
             cc.missed / cc.write_seconds if cc else None,
             yc.missed / yc.write_seconds if yc else None,
         ),
+    )
+    t.add(
+        "  CPU s of that writing: hub / clients",
+        label,
+        _cell(r, c, "catch-up", lambda: "{:.2f} / {:.2f}".format(*cc.write_cpu) if cc else "-"),
+        _cell(r, y, "catch-up", lambda: "{:.2f} / {:.2f}".format(*yc.write_cpu) if yc else "-"),
     )
     t.add(
         "catch-up: reconnect -> has every missed edit, ms",
@@ -957,7 +1002,3 @@ def _table(r: Results, targets: Targets) -> Table:
             d.lost == 0,
         )
     return t
-
-
-def _coverage(value: T) -> T:  # pragma: no cover - keeps ruff quiet about the TypeVar
-    return value

@@ -64,6 +64,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=DEFAULT_MAX_FRAME,
         help="largest frame accepted, in bytes (default: %(default)s)",
     )
+    srv.add_argument(
+        "--durability",
+        choices=["normal", "full"],
+        default="normal",
+        help="normal: an acknowledged edit survives a killed hub; full: also a power loss "
+        "(an fsync per commit). Default: %(default)s",
+    )
+    srv.add_argument(
+        "--queue",
+        type=int,
+        default=1024,
+        help="frames a slow client may have waiting before it must reconnect "
+        "(default: %(default)s)",
+    )
     tok = sub.add_parser("token", help="hand out access tokens")
     tok_sub = tok.add_subparsers(dest="token_command", metavar="ACTION")
     create = tok_sub.add_parser(
@@ -82,7 +96,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             if args.max_frame < 1024:
                 parser.error("--max-frame must be at least 1024 bytes")
-            serve(args.host, args.port, args.store, args.run, args.max_frame)
+            if args.queue < 2:
+                parser.error("--queue must be at least 2")
+            serve(
+                args.host,
+                args.port,
+                args.store,
+                args.run,
+                args.max_frame,
+                durability=args.durability,
+                queue=args.queue,
+            )
             return 0
         if args.command == "token" and args.token_command == "create":
             print(create_token(args.store, args.run, args.role))

@@ -33,6 +33,8 @@ def serve(
     store: str,
     runs: list[str],
     max_frame: int = DEFAULT_MAX_FRAME,
+    durability: str = "normal",
+    queue: int = 1024,
     out: TextIO = sys.stdout,
 ) -> None:
     """Start a hub and serve until interrupted."""
@@ -40,7 +42,12 @@ def serve(
 
     from convergent.server import Hub, create_app
 
-    hub = Hub(data_folder(store), max_frame=max_frame)
+    hub = Hub(
+        data_folder(store),
+        max_frame=max_frame,
+        queue=queue,
+        durability="full" if durability == "full" else "normal",
+    )
     for name in runs:
         hub.create_run(name)
     admin = hub.ensure_admin_token()

@@ -188,13 +188,6 @@ def decode_op(data: bytes) -> Op:
     return Op(origin, seq, hlc, deltas)
 
 
-def op_id(data: bytes) -> tuple[int, int]:
-    """``(origin, seq)`` of an encoded op, read from its header without decoding the parts."""
-    r = Reader(data)
-    _start(r, Tag.RUN_OP)
-    return int.from_bytes(r.raw(8), "big"), r.uvarint()
-
-
 def encode_snapshot(version: CausalContext, hlc: int, parts: Mapping[Part, Crdt]) -> bytes:
     """The joined state of the ops in ``version``; ``hlc`` is the replica's clock when taken
     (a reopened replica must never stamp an op earlier than one it already made or saw)."""

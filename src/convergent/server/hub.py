@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from convergent.codec.tags import Tag
 from convergent.errors import SchemaError, StorageError
@@ -92,10 +92,17 @@ class Hub:
         data: the data folder (created): ``runs/*.convergent`` and ``tokens.sqlite``.
         max_frame: the largest frame accepted, in bytes.
         queue: frames a connection may have waiting before it must reconnect.
+        durability: ``"normal"``: an acknowledged edit survives a killed hub process;
+            ``"full"``: also a power loss (an fsync per commit).
     """
 
     def __init__(
-        self, data: str | Path, *, max_frame: int = DEFAULT_MAX_FRAME, queue: int = DEFAULT_QUEUE
+        self,
+        data: str | Path,
+        *,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        queue: int = DEFAULT_QUEUE,
+        durability: Literal["normal", "full"] = "normal",
     ) -> None:
         self.data = Path(data)
         self.runs_dir = self.data / "runs"
@@ -106,6 +113,7 @@ class Hub:
         self.tokens = TokenStore(self.data / "tokens.sqlite")
         self.max_frame = max_frame
         self.queue_limit = queue
+        self.durability: Literal["normal", "full"] = durability
         self._runs: dict[str, Run] = {}
         self.connections: dict[str, set[Connection]] = {}
         self.stats = Stats()
@@ -120,7 +128,9 @@ class Hub:
             return None
         run = self._runs.get(name)
         if run is None and self._path(name).exists():
-            run = self._runs[name] = Run(SQLiteStore(self._path(name)), user="hub")
+            run = self._runs[name] = Run(
+                SQLiteStore(self._path(name), durability=self.durability), user="hub"
+            )
         return run
 
     def create_run(self, name: str, config: Mapping[str, Param] | None = None) -> Run:
@@ -128,7 +138,9 @@ class Hub:
         check_run_name(name)
         run = self.run(name)
         if run is None:
-            run = self._runs[name] = Run(SQLiteStore(self._path(name)), user="hub")
+            run = self._runs[name] = Run(
+                SQLiteStore(self._path(name), durability=self.durability), user="hub"
+            )
         if config:
             run.config.declare(config)
         run.id  # noqa: B018 - fixes the run id now, so every client joins the same run

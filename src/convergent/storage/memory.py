@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from convergent.storage.base import Snapshot, StoredOp
@@ -22,7 +23,9 @@ class MemoryStore:
         self._meta: dict[str, str] = {}
         self._ops: list[StoredOp] = []
         self._held: set[tuple[int, int]] = set()
-        self._by_origin: dict[int, list[StoredOp]] = {}
+        self._by_origin: dict[int, list[StoredOp]] = {}  # sorted by seq
+        self._seqs: dict[int, list[int]] = {}  # the same seqs, for bisect
+        self._blobs_by_origin: dict[int, list[tuple[int, bytes]]] = {}
         self._blobs: dict[bytes, tuple[int, int, bytes]] = {}
         self._by_prefix: dict[bytes, list[bytes]] = {}  # first 8 bytes -> digests
         self._snapshot: Snapshot | None = None
@@ -41,14 +44,16 @@ class MemoryStore:
             self._held.add((op.origin, op.seq))
             self._ops.append(op)
             mine = self._by_origin.setdefault(op.origin, [])
-            mine.append(op)
-            if len(mine) > 1 and mine[-2].seq > op.seq:
-                mine.sort(key=lambda o: o.seq)
+            seqs = self._seqs.setdefault(op.origin, [])
+            at = bisect.bisect(seqs, op.seq)  # appends at the end unless out of order
+            mine.insert(at, op)
+            seqs.insert(at, op.seq)
             positions.append(len(self._ops))
             for digest, data in blobs.items():
                 if digest not in self._blobs:
                     self._blobs[digest] = (op.origin, op.seq, bytes(data))
                     self._by_prefix.setdefault(digest[:8], []).append(digest)
+                    self._blobs_by_origin.setdefault(op.origin, []).append((op.seq, digest))
         return positions
 
     def ops_after(self, position: int, parts: int = -1) -> Iterator[tuple[int, StoredOp]]:
@@ -58,12 +63,13 @@ class MemoryStore:
                 yield i + 1, op
 
     def ops_of(self, origin: int, after_seq: int) -> Iterator[StoredOp]:
-        return (op for op in self._by_origin.get(origin, ()) if op.seq > after_seq)
+        start = bisect.bisect(self._seqs.get(origin, []), after_seq)
+        return iter(self._by_origin.get(origin, [])[start:])
 
     def blobs_of(self, origin: int, after_seq: int) -> Iterator[tuple[int, bytes, bytes]]:
-        for digest, (o, seq, data) in self._blobs.items():
-            if o == origin and seq > after_seq:
-                yield seq, digest, data
+        for seq, digest in self._blobs_by_origin.get(origin, ()):
+            if seq > after_seq:
+                yield seq, digest, self._blobs[digest][2]
 
     def get_blob(self, digest: bytes) -> bytes | None:
         held = self._blobs.get(digest)

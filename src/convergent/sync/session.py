@@ -25,7 +25,7 @@ from convergent.errors import DecodeError, ProtocolError, SchemaError, StorageEr
 from convergent.run import Run, Version
 from convergent.run.config import schema_of
 from convergent.run.document import read_bundle
-from convergent.run.ops import Op, Part, decode_bundle, op_id
+from convergent.run.ops import Op, Part
 from convergent.sync.protocol import (
     DEFAULT_MAX_FRAME,
     PROTOCOL_VERSION,
@@ -65,11 +65,6 @@ WRITABLE: dict[Role, frozenset[Part]] = {
     | {Part.METRICS, Part.METRIC_NAMES, Part.CHECKPOINTS, Part.APPLIED, Part.COMMANDS},
     Role.ADMIN: frozenset(Part),
 }
-
-
-def bundle_op_ids(bundle: bytes) -> list[tuple[int, int]]:
-    """The ``(origin, seq)`` of every op in an encoded bundle."""
-    return [op_id(raw) for raw, _ in decode_bundle(bundle).ops]
 
 
 # -- client ---------------------------------------------------------------------------------
@@ -153,9 +148,10 @@ class ClientSession:
                 )
             return self.outgoing()
         if isinstance(frame, Ops):
-            self.run.merge_bytes(frame.bundle)
-            for origin, seq in bundle_op_ids(frame.bundle):
-                self._sent.add(origin, seq)
+            incoming = read_bundle(frame.bundle)  # decoded once: merged, then counted
+            self.run.merge(incoming)
+            for op, _, _ in incoming.ops:
+                self._sent.add(op.origin, op.seq)
             self._caught_up = True
             return []
         if isinstance(frame, Ack):
