@@ -36,8 +36,8 @@ FRAMES: dict[str, Frame] = {
 }
 GOLDEN = {
     "hello": "4001010664696769747300000000000a11ce096376675f746f6b656e0e130101"
-    "0000000000000001010001",
-    "welcome": "4101010572756e2d31020e1301010000000000000001010001",
+    "000000000000000101000180808020",
+    "welcome": "4101010572756e2d31020e130101000000000000000101000180808020",
     "ops": "4201030912010572756e2d3100",
     "ack": "430103",
     "presence": "44010000000000000b0b03626f620764617461736574",
@@ -70,7 +70,7 @@ def test_every_strict_prefix_is_truncated(name: str) -> None:
         (b"\x43\x02\x03", UnsupportedVersionError),  # a frame version from the future
         (b"\x10\x01\x03", InvalidError),  # a run op is not a frame
         (b"\x99\x01", InvalidError),  # no such tag
-        (b"\x41\x01\x01\x00\x09\x00", InvalidError),  # no such role
+        (b"\x41\x01\x01\x00\x09\x00\x00", InvalidError),  # no such role
         (b"\x45\x01\x63\x00\x00", InvalidError),  # no such error code
     ],
 )

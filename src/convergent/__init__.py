@@ -31,6 +31,7 @@ from convergent.errors import (
 
 if TYPE_CHECKING:
     from convergent.run import Param, Run
+    from convergent.sync.client import LiveRun
 
 __all__ = [
     "AuthError",
@@ -86,14 +87,17 @@ def connect(
     path: str | os.PathLike[str] | None = None,
     user: str | None = None,
     wait: float | None = 10.0,
-) -> Run:
+    max_frame: int | None = None,
+) -> LiveRun:
     """Connect to a run on a hub (``http://HOST:PORT/runs/NAME``); returns a live `Run`.
 
     See `convergent.sync.client.connect` (``run.wait_synced(timeout)``, ``run.status``).
     """
     from convergent.sync.client import connect as live
+    from convergent.sync.protocol import DEFAULT_MAX_FRAME
 
-    return live(url, token, path=path, user=user, wait=wait)
+    frame = max_frame if max_frame is not None else DEFAULT_MAX_FRAME
+    return live(url, token, path=path, user=user, wait=wait, max_frame=frame)
 
 
 def __getattr__(name: str) -> Any:

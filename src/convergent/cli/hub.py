@@ -67,7 +67,9 @@ def serve(
     config = uvicorn.Config(
         create_app(hub),
         log_level="warning",
-        ws_max_size=2 * max_frame,  # the hub answers oversized frames itself, with an error
+        # The hub answers frames up to 4x its limit itself, with an ERROR TOO_LARGE; beyond
+        # that the WebSocket layer closes with 1009 before the hub sees them.
+        ws_max_size=4 * max_frame,
         lifespan="on",
     )
     uvicorn.Server(config).run(sockets=[sock])

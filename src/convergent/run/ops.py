@@ -251,6 +251,36 @@ def decode_bundle(data: bytes) -> Bundle:
     return Bundle(run_id, tuple(ops))
 
 
+def split_bundle(data: bytes, limit: int) -> tuple[list[tuple[bytes, int]], list[tuple[int, int]]]:
+    """Re-pack a bundle into bundles of at most ``limit`` bytes each, ops in order.
+
+    Returns ``(bundle, ops in it)`` pairs and the ``(origin, seq)`` of ops too large for any
+    bundle on their own (left out: the caller reports them).
+    """
+    if len(data) <= limit:
+        return [(data, len(decode_bundle(data).ops))], []
+    bundle = decode_bundle(data)
+    header = len(encode_bundle(Bundle(bundle.run_id, ())))
+    out: list[tuple[bytes, int]] = []
+    too_big: list[tuple[int, int]] = []
+    chunk: list[tuple[bytes, Mapping[bytes, bytes]]] = []
+    size = header
+    for raw, blobs in bundle.ops:
+        one = len(encode_bundle(Bundle(bundle.run_id, ((raw, blobs),)))) - header
+        if header + one > limit:
+            origin, seq = int.from_bytes(raw[2:10], "big"), decode_op(raw).seq
+            too_big.append((origin, seq))
+            continue
+        if chunk and size + one > limit:
+            out.append((encode_bundle(Bundle(bundle.run_id, tuple(chunk))), len(chunk)))
+            chunk, size = [], header
+        chunk.append((raw, blobs))
+        size += one
+    if chunk or not out:
+        out.append((encode_bundle(Bundle(bundle.run_id, tuple(chunk))), len(chunk)))
+    return out, too_big
+
+
 def encode_version(version: CausalContext) -> bytes:
     w = Writer()
     w.byte(Tag.RUN_VERSION)

@@ -57,13 +57,14 @@ class Connection:
             self.queue.put_nowait(frame)
         self.queue.put_nowait(None)
 
-    def offer(self, frame: bytes) -> bool:
-        """Queue a frame; a full queue turns into one SLOW error and a close."""
+    def offer(self, frame: bytes) -> str:
+        """Queue a frame: ``"queued"``, ``"dropped"`` (closing), or ``"slow"``: the queue was
+        full, so the connection gets one SLOW error and a close."""
         if self.closing:
-            return False
+            return "dropped"
         try:
             self.queue.put_nowait(frame)
-            return True
+            return "queued"
         except asyncio.QueueFull:
             while not self.queue.empty():
                 self.queue.get_nowait()
@@ -71,7 +72,7 @@ class Connection:
             slow = Error(Code.SLOW, 0, "fell too far behind the run; reconnect to catch up")
             self.queue.put_nowait(encode_frame(slow))
             self.queue.put_nowait(None)  # then close
-            return False
+            return "slow"
 
 
 @dataclass
@@ -104,6 +105,8 @@ class Hub:
         queue: int = DEFAULT_QUEUE,
         durability: Literal["normal", "full"] = "normal",
     ) -> None:
+        if queue < 2:
+            raise ValueError(f"a connection queue holds at least 2 frames, not {queue}")
         self.data = Path(data)
         self.runs_dir = self.data / "runs"
         try:
@@ -182,11 +185,12 @@ class Hub:
             conn.finish(out.reply)
             return out
         for frame in out.reply:
-            conn.offer(frame)
+            if conn.offer(frame) == "slow":
+                self.stats.errors["slow"] += 1
         for frame in out.broadcast:
             for other in self.connections.get(session.name, ()):
-                if other is not conn:
-                    other.offer(frame)
+                if other is not conn and other.offer(frame) == "slow":
+                    self.stats.errors["slow"] += 1
         return out
 
     def close_connection(self, conn: Connection) -> None:

@@ -144,8 +144,25 @@ class SQLiteStore:
                 db.executescript(
                     f"BEGIN;{_SCHEMA}INSERT INTO meta VALUES ('format', '{FORMAT}');COMMIT;"
                 )
+            self._check_identity()
         except sqlite3.DatabaseError as err:
             raise self._fail("is not a readable convergent store", err) from None
+
+    def _check_identity(self) -> None:
+        """A copied file (another inode than the one it was created as) is another replica:
+        forget the stored replica id, so the copy takes a new one. Two files writing ops
+        under one replica id would each believe it holds the other's ops (DESIGN: a replica
+        id is never reused)."""
+        st = os.stat(self.path)
+        here = f"{st.st_dev}:{st.st_ino}"
+        db = self.db
+        row = db.execute("SELECT value FROM meta WHERE key = 'file'").fetchone()
+        if row is None or row[0] != here:
+            db.execute("BEGIN IMMEDIATE")
+            if row is not None:
+                db.execute("DELETE FROM meta WHERE key = 'replica'")
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('file', ?)", (here,))
+            db.execute("COMMIT")
 
     @property
     def db(self) -> sqlite3.Connection:

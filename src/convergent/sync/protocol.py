@@ -17,6 +17,8 @@ from convergent.errors import InvalidError, UnsupportedVersionError
 PROTOCOL_VERSION = 1
 # Frames above this many bytes are refused (configurable per hub and per client).
 DEFAULT_MAX_FRAME = 64 * 1024 * 1024
+# Room for an OPS frame's own header around its bundle.
+FRAME_OVERHEAD = 64
 
 
 class Role(IntEnum):
@@ -52,7 +54,8 @@ class Code(IntEnum):
     INTERNAL = 7  # the hub failed (a store error): nothing was stored
     SLOW = 8  # the connection fell too far behind the run: reconnect to catch up
     FORBIDDEN = 100  # the token's role may not write a part these ops touch
-    INVALID = 101  # a value breaks the run's schema, or ops from another run
+    INVALID = 101  # a value breaks the run's schema, ops of another run, a reused op id
+    SKIPPED = 102  # ops left out: each alone is larger than the receiver's frame limit
 
     @property
     def closes(self) -> bool:
@@ -68,6 +71,7 @@ class Hello:
     token: str
     version: bytes  # RUN_VERSION
     protocol: int = PROTOCOL_VERSION
+    max_frame: int = DEFAULT_MAX_FRAME  # the largest frame this client accepts
 
 
 @dataclass(frozen=True)
@@ -78,11 +82,16 @@ class Welcome:
     role: Role
     version: bytes  # RUN_VERSION
     protocol: int = PROTOCOL_VERSION
+    max_frame: int = DEFAULT_MAX_FRAME  # the largest frame this hub accepts
 
 
 @dataclass(frozen=True)
 class Ops:
-    """Either way: ops the other side may lack. ``id`` numbers the sender's OPS frames."""
+    """Either way: ops the other side may lack.
+
+    From a client, ``id`` numbers its OPS frames (the hub acknowledges each). From the hub,
+    ``id`` counts down the frames of the catch-up (the last one is 1) and is 0 for live ops.
+    """
 
     id: int
     bundle: bytes  # RUN_BUNDLE
@@ -127,11 +136,13 @@ def encode_frame(frame: Frame) -> bytes:
         w.raw(frame.replica.to_bytes(8, "big"))
         w.text(frame.token)
         w.blob(frame.version)
+        w.uvarint(frame.max_frame)
     elif isinstance(frame, Welcome):
         w.uvarint(frame.protocol)
         w.text(frame.run_id)
         w.byte(frame.role)
         w.blob(frame.version)
+        w.uvarint(frame.max_frame)
     elif isinstance(frame, Ops):
         w.uvarint(frame.id)
         w.blob(frame.bundle)
@@ -165,14 +176,16 @@ def decode_frame(data: bytes) -> Frame:
         protocol = r.uvarint()
         run = r.text()
         replica = int.from_bytes(r.raw(8), "big")
-        frame = Hello(run, replica, r.text(), r.blob(), protocol)
+        token, have = r.text(), r.blob()
+        frame = Hello(run, replica, token, have, protocol, r.uvarint())
     elif tag is Tag.WELCOME:
         protocol = r.uvarint()
         run_id = r.text()
         role = r.byte()
         if role not in Role._value2member_map_:
             raise InvalidError(f"unknown role {role}")
-        frame = Welcome(run_id, Role(role), r.blob(), protocol)
+        have = r.blob()
+        frame = Welcome(run_id, Role(role), have, protocol, r.uvarint())
     elif tag is Tag.OPS:
         frame = Ops(r.uvarint(), r.blob())
     elif tag is Tag.ACK:

@@ -25,9 +25,10 @@ from convergent.errors import DecodeError, ProtocolError, SchemaError, StorageEr
 from convergent.run import Run, Version
 from convergent.run.config import schema_of
 from convergent.run.document import read_bundle
-from convergent.run.ops import Op, Part
+from convergent.run.ops import Op, Part, split_bundle
 from convergent.sync.protocol import (
     DEFAULT_MAX_FRAME,
+    FRAME_OVERHEAD,
     PROTOCOL_VERSION,
     Ack,
     Code,
@@ -83,6 +84,7 @@ class ClientSession:
         self.token = token
         self.max_frame = max_frame
         self.role: Role | None = None
+        self.hub_max_frame = DEFAULT_MAX_FRAME
         self.error: Error | None = None
         self.refused: list[Error] = []
         self.presence: dict[int, Presence] = {}
@@ -94,7 +96,13 @@ class ClientSession:
     def hello(self) -> bytes:
         """The first frame to send."""
         return encode_frame(
-            Hello(self.name, self.run.replica_id, self.token, self.run.version.to_bytes())
+            Hello(
+                self.name,
+                self.run.replica_id,
+                self.token,
+                self.run.version.to_bytes(),
+                max_frame=self.max_frame,
+            )
         )
 
     @property
@@ -140,6 +148,7 @@ class ClientSession:
             if not isinstance(frame, Welcome):
                 raise ProtocolError(f"expected WELCOME, got {type(frame).__name__}")
             self.role = frame.role
+            self.hub_max_frame = frame.max_frame
             self._sent = Version.from_bytes(frame.version).context
             if self.run.version.ops and frame.run_id != self.run.id:
                 raise ProtocolError(
@@ -152,7 +161,8 @@ class ClientSession:
             self.run.merge(incoming)
             for op, _, _ in incoming.ops:
                 self._sent.add(op.origin, op.seq)
-            self._caught_up = True
+            if frame.id <= 1:  # the catch-up's last frame (1), or live ops after it (0)
+                self._caught_up = True
             return []
         if isinstance(frame, Ack):
             self._inflight.pop(frame.id, None)
@@ -174,9 +184,24 @@ class ClientSession:
                 return []
             bundle = self.run.export_since(Version(self._sent))
             self._sent = merged
-        self._next_id += 1
-        self._inflight[self._next_id] = count
-        return [encode_frame(Ops(self._next_id, bundle))]
+        limit = min(self.max_frame, self.hub_max_frame) - FRAME_OVERHEAD
+        parts, too_big = split_bundle(bundle, limit)
+        for origin, seq in too_big:
+            self.refused.append(
+                Error(
+                    Code.SKIPPED,
+                    0,
+                    f"op {seq} of replica {origin:016x} is larger than the hub accepts "
+                    f"({limit:,} bytes): it stays on this replica",
+                )
+            )
+        frames = []
+        for part, n in parts:
+            if n:
+                self._next_id += 1
+                self._inflight[self._next_id] = n
+                frames.append(encode_frame(Ops(self._next_id, part)))
+        return frames
 
     def presence_frame(self, user: str, state: str) -> bytes:
         return encode_frame(Presence(self.run.replica_id, user, state))
@@ -263,10 +288,17 @@ class HubSession:
         except DecodeError as err:
             return self._fail(Code.MALFORMED, f"malformed version in HELLO: {err}")
         self.run, self.role, self.replica = run, role, hello.replica
-        welcome = Welcome(run.id, role, run.version.to_bytes())
+        welcome = Welcome(run.id, role, run.version.to_bytes(), max_frame=self.max_frame)
         out = Outcome(reply=[encode_frame(welcome)])
-        # Catch-up is always sent (maybe empty): it tells the client it has caught up.
-        out.reply.append(encode_frame(Ops(0, run.export_since(theirs))))
+        # The catch-up is always sent (maybe empty), in frames the client accepts, counted
+        # down to 1: the last one tells the client it has caught up.
+        limit = min(self.max_frame, hello.max_frame) - FRAME_OVERHEAD
+        parts, too_big = split_bundle(run.export_since(theirs), limit)
+        if too_big:
+            skipped = Error(Code.SKIPPED, 0, f"{len(too_big)} ops are larger than your limit")
+            out.reply.append(encode_frame(skipped))
+        for i, (part, _) in enumerate(parts):
+            out.reply.append(encode_frame(Ops(len(parts) - i, part)))
         return out
 
     def _ops(self, frame: Ops) -> Outcome:
@@ -286,6 +318,16 @@ class HubSession:
                     f"a {self.role.label} may not write {', '.join(denied)}",
                     frame.id,
                 )
+        for op, stored, _ in incoming.ops:
+            if (op.origin, op.seq) in run.version:
+                held = next(iter(run._store.ops_of(op.origin, op.seq - 1)), None)
+                if held is not None and held.seq == op.seq and held.data != stored.data:
+                    return self._fail(
+                        Code.INVALID,
+                        f"replica {op.origin:016x} reused op id {op.seq} for another op "
+                        "(a copied replica file?); give the copy a new store",
+                        frame.id,
+                    )
         problem = _schema_problem(run, ops)
         if problem is not None:
             return self._fail(Code.INVALID, problem, frame.id)
