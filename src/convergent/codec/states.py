@@ -402,12 +402,100 @@ def write_flat(w: Writer, m: DotMap, table: list[int], keyed: bool = True) -> No
         write_column(w, _take(vals, order))
 
 
+def _read_small_column(r: Reader, n: int, keyed: bool) -> list[Any]:
+    """`read_column` (and `read_key_column`) for a few items, as a Python list: the same
+    layouts and the same checks, without numpy's per-call cost (a single edit's columns)."""
+    at = r.pos
+    kind = r.byte()
+    if kind == Column.EMPTY:
+        if n:
+            raise InvalidError(f"empty column at offset {at} for {n} items")
+        return []
+    if not n:
+        raise InvalidError(f"non-empty column layout at offset {at} for no items")
+    buf = r.buffer
+    out: list[Any]
+    if kind == Column.INT:
+        a, r.pos = wire.decode_deltas(buf, r.pos, n)
+        return a.tolist()  # type: ignore[no-any-return]
+    if kind == Column.STR:
+        out, r.pos = wire.decode_strings(buf, r.pos, n)
+        return out
+    if kind == Column.BYTES:
+        out, r.pos = wire.decode_bytes_column(buf, r.pos, n)
+        return out
+    if keyed and kind in (Column.FLOAT, Column.BOOL):
+        raise InvalidError(f"key column at offset {at} holds values that cannot be keys")
+    if kind == Column.FLOAT:
+        f, r.pos = wire.decode_f64s(buf, r.pos, n)
+        return f.tolist()  # type: ignore[no-any-return]
+    if kind == Column.BOOL:
+        raw = r.raw(n)
+        if any(b > 1 for b in raw):
+            raise InvalidError(f"bool column at offset {at} holds a byte other than 0 or 1")
+        return [b == 1 for b in raw]
+    if kind == Column.MIXED:
+        items = [read_value(r) for _ in range(n)]
+        if _column_kind(items) != Column.MIXED:
+            raise InvalidError(f"non-canonical mixed column at offset {at}: items share one kind")
+        if keyed and not all(
+            type(k) in (str, bytes) or (type(k) is int and INT64_MIN <= k <= INT64_MAX)
+            for k in items
+        ):
+            raise InvalidError(f"key column at offset {at} holds values that cannot be keys")
+        return items
+    raise InvalidError(f"unknown column layout {kind} at offset {at}")
+
+
+def _read_flat_small(
+    r: Reader, kind: LeafKind, table: list[int], ctx: CausalContext, keyed: bool, n: int, at: int
+) -> DotMap:
+    """`read_flat` for a few rows (one edit): plain lists all the way."""
+    per = [_read_intervals(r) for _ in table]
+    total = sum(hi - lo + 1 for ivs in per for lo, hi in ivs)
+    if total != n:  # before enumerating: a claimed interval is never trusted
+        raise InvalidError(f"store at offset {at} declares {n} rows but its dots name {total}")
+    dots = [
+        Dot(rid, c)
+        for rid, ivs in zip(table, per, strict=True)
+        for lo, hi in ivs
+        for c in range(lo, hi + 1)
+    ]
+    if not all(d in ctx for d in dots):
+        raise InvalidError("a stored dot lies outside the causal context")
+    keys = _read_small_column(r, n, True) if keyed else [0] * n
+    m = DotMap(kind)
+    if kind is REGISTER_LEAF:
+        hlcs, r.pos = wire.decode_deltas(r.buffer, r.pos, n)
+        hl = hlcs.tolist()
+        if n and (min(hl) < 0 or max(hl) > MAX_TIMESTAMP):
+            raise InvalidError(f"HLC timestamp out of range in store at offset {at}")
+        vals = _read_small_column(r, n, False)
+        by_key: dict[Any, Any] = {}
+        for k, d, h, v in zip(keys, dots, hl, vals, strict=True):
+            by_key.setdefault(k, {})[d] = (h, v)
+        for k, store in by_key.items():
+            m.put(k, store)
+    else:
+        sets: dict[Any, set[Dot]] = {}
+        for k, d in zip(keys, dots, strict=True):
+            sets.setdefault(k, set()).add(d)
+        for k, ds in sets.items():
+            m.put(k, frozenset(ds))
+    return m
+
+
+SMALL_ROWS = 16
+
+
 def read_flat(
     r: Reader, kind: LeafKind, table: list[int], ctx: CausalContext, keyed: bool = True
 ) -> DotMap:
     """Inverse of `write_flat`."""
     at = r.pos
     n = r.count(1)
+    if n <= SMALL_ROWS:
+        return _read_flat_small(r, kind, table, ctx, keyed, n, at)
     reps, ctrs = _read_dots(r, table, ctx)
     if len(ctrs) != n:
         raise InvalidError(f"store at offset {at} declares {n} rows but its dots name {len(ctrs)}")

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any
 
 from convergent.codec import decode, encode
 from convergent.codec.states import read_context, write_context
@@ -92,16 +93,16 @@ INITIAL: dict[Part, Callable[[], Crdt]] = {
 ALL_PARTS = sum(p.bit for p in Part)
 
 
-def _same_shape(a: Crdt, b: Crdt) -> bool:
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, ORMap):
-        assert isinstance(b, ORMap)
-        return a.store.kind == b.store.kind
-    if isinstance(a, AppendLog):
-        assert isinstance(b, AppendLog)
-        return a.fields == b.fields
-    return True
+def _shape(state: Crdt) -> tuple[Any, ...]:
+    """What a part's states must share: the type, and a map's value kind or a log's fields."""
+    if isinstance(state, ORMap):
+        return (ORMap, state.store.kind)
+    if isinstance(state, AppendLog):
+        return (AppendLog, state.fields)
+    return (type(state),)
+
+
+SHAPES: dict[Part, tuple[Any, ...]] = {p: _shape(make()) for p, make in INITIAL.items()}
 
 
 def decode_part(part: Part, data: bytes) -> Crdt:
@@ -111,7 +112,7 @@ def decode_part(part: Part, data: bytes) -> Crdt:
     except TruncatedError as err:
         # The part's length prefix was complete: more bytes can never help.
         raise InvalidError(f"part {part.label!r} is cut short inside its length: {err}") from None
-    if not _same_shape(state, INITIAL[part]()):
+    if _shape(state) != SHAPES[part]:
         raise InvalidError(f"part {part.label!r} cannot hold a {type(state).__name__}")
     return state
 
