@@ -407,7 +407,7 @@ def test_history_says_who_changed_what_and_at_which_step() -> None:
     sync(alice, bob)
     lr = alice.history("config", "lr")
     assert [(e.user, e.old, e.new, e.step) for e in lr] == [
-        ("alice", None, 0.05, None),
+        ("alice", 0.1, 0.05, None),  # a first write replaces the default
         ("bob", 0.05, 0.02, 1200),
     ]
     assert str(lr[-1]).endswith("bob: lr: 0.05 → 0.02 (in effect at step 1,200)")

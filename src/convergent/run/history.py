@@ -98,6 +98,9 @@ def history(
             except DecodeError as err:
                 raise StorageError(f"op at log position {position} cannot be read: {err}") from None
         applied = resolved_values(run._state(Part.APPLIED))
+        # A config key nobody wrote before reads its default: that is what a first write
+        # replaces ("lr: 0.1 -> 0.02"), not nothing.
+        defaults = {k: p.default for k, p in run.schema.items()}
         names = {rid: run.members.name_of(rid) for rid in {op.origin for op in ops}}
     # Pass 1: what every register write and every set add wrote, by dot.
     written: dict[tuple[Part, int, int], tuple[Any, Value, int]] = {}
@@ -118,7 +121,7 @@ def history(
     for op in ops:
         for p, delta in op.deltas.items():
             if p in wanted:
-                out.extend(_describe(op, p, delta, written, applied, names[op.origin]))
+                out.extend(_describe(op, p, delta, written, applied, names[op.origin], defaults))
     if key is not None:
         text = format_id(key) if isinstance(key, int) else str(key)
         out = [e for e in out if e.key == text]
@@ -166,6 +169,7 @@ def _describe(
     written: dict[tuple[Part, int, int], tuple[Any, Value, int]],
     applied: dict[Any, Value],
     user: str,
+    defaults: dict[str, Value],
 ) -> Iterator[HistoryEntry]:
     noun = {
         Part.CONFIG: "",
@@ -208,6 +212,9 @@ def _describe(
                 )
                 olds = [v for _, _, v in sorted(seen, key=lambda s: s[:2])]
                 old = olds[-1] if len(olds) == 1 else (tuple(olds) if olds else None)
+                if not olds and p is Part.CONFIG and k in defaults:
+                    old = defaults[k]
+                    olds = [old]
                 step = applied.get(applied_key(rep, ctr)) if p is Part.CONFIG else None
                 arrow = f"{_show(old, p)} → {_show(v, p)}" if olds else _show(v, p)
                 yield _entry(

@@ -1,0 +1,303 @@
+"""`attach`: a live binding between a `Run` and the user's own PyTorch loop.
+
+    live = convergent.training.attach(run, model, optimizer)
+    for x, y in live.batches():
+        loss = loss_fn(model(x), y)
+        optimizer.zero_grad(); loss.backward(); live.clip_gradients(); optimizer.step()
+        live.step(loss=loss.item())
+
+Edits apply at step boundaries, never mid-step: `batches` checks the run's revision (an int
+compare, O(1)) before each batch and only when it moved reads an immutable snapshot and
+applies what changed: lr, momentum, betas and weight decay go into
+``optimizer.param_groups``, the batch size into the sampler, the clipping norm into
+`clip_gradients`, any other key to the callback registered with `on_config`. Each applied
+change is recorded with the step it took effect at (``run.config.record_applied``), so the
+history says "lr 0.1 -> 0.02 by alice, in effect at step 1,200". A merged value that breaks
+the schema is ignored (the last valid one stays) and reported in `Live.problems`.
+
+Control: ``paused`` blocks `batches` until someone resumes (the model and optimizer keep
+their state), ``stopped`` ends it, and a "checkpoint" command saves the model's state dict to
+the run's checkpoints and marks the command done.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from convergent.crdt.replica import Subscription
+from convergent.crdt.values import Value
+from convergent.run import Float, Int, Param, Run, RunChange
+
+# Keys the live binding understands, with the rules it declares when a run lacks them.
+KNOWN: dict[str, Param] = {
+    "lr": Float(0.01, min=0.0, max=10.0, help="learning rate of every parameter group"),
+    "momentum": Float(0.0, min=0.0, max=1.0, help="SGD momentum"),
+    "weight_decay": Float(0.0, min=0.0, max=1.0, help="L2 penalty"),
+    "batch_size": Int(32, min=1, max=65536, help="samples per step"),
+    "grad_clip": Float(0.0, min=0.0, help="max gradient norm (0: no clipping)"),
+}
+_GROUP_KEYS = ("lr", "momentum", "weight_decay")
+
+
+@dataclass
+class Applied:
+    """A config change the trainer applied: which key, old -> new, at which step."""
+
+    key: str
+    old: Value
+    new: Value
+    step: int
+
+
+@dataclass
+class Live:
+    """The binding; build it with `attach`."""
+
+    run: Run
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    split: str = "train"
+    seed: int = 0
+    log_every: int = 1
+    step_count: int = 0
+    samples_seen: int = 0
+    batch_size: int = 32
+    grad_clip: float = 0.0
+    stopped: bool = False
+    paused: bool = False  # true while `batches` waits for a resume
+    problems: list[str] = field(default_factory=list)
+    applied: list[Applied] = field(default_factory=list)
+    _in_effect: dict[str, Value] = field(default_factory=dict)
+    _callbacks: dict[str, list[Callable[[Value], None]]] = field(default_factory=dict)
+    _revision: int = -1
+    _reported: set[tuple[str, str]] = field(default_factory=set)
+    _changed: threading.Condition = field(default_factory=threading.Condition)
+    _handle: Subscription | None = None
+    _rng: np.random.Generator | None = None
+    _last_batch: int = 0
+
+    def __post_init__(self) -> None:
+        self._rng = np.random.default_rng(self.seed)
+        self._handle = self.run.on_change(self._wake)
+        self._boundary()
+
+    def _wake(self, change: RunChange) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+    # -- config --------------------------------------------------------------------------
+    def on_config(self, key: str, callback: Callable[[Value], None]) -> Subscription:
+        """Call ``callback(value)`` at the step boundary where ``key`` changes (and now)."""
+        self._callbacks.setdefault(key, []).append(callback)
+        if key in self._in_effect:
+            callback(self._in_effect[key])
+        return Subscription(lambda: self._callbacks.get(key, []).remove(callback))
+
+    def _apply_config(self) -> None:
+        config = self.run.config
+        bad = {key: why for key, _, why in config.invalid()}
+        for key in config:
+            value = config[key]
+            if key in bad:
+                if (key, bad[key]) not in self._reported:
+                    self._reported.add((key, bad[key]))
+                    kept = self._in_effect.get(key, config.schema[key].default)
+                    self.problems.append(f"step {self.step_count}: {bad[key]}; keeping {kept!r}")
+                continue
+            old = self._in_effect.get(key)
+            if key in self._in_effect and old == value and type(old) is type(value):
+                continue
+            first = key not in self._in_effect
+            self._in_effect[key] = value
+            self._set(key, value)
+            if not first:
+                self.applied.append(Applied(key, old, value, self.step_count))
+                if config.written(key):
+                    config.record_applied(key, self.step_count)
+
+    def _set(self, key: str, value: Value) -> None:
+        if key in _GROUP_KEYS and isinstance(value, int | float):
+            for group in self.optimizer.param_groups:
+                if key in group:
+                    group[key] = float(value)
+        elif key == "betas" and isinstance(value, tuple) and len(value) == 2:
+            for group in self.optimizer.param_groups:
+                if "betas" in group:
+                    group["betas"] = (float(value[0]), float(value[1]))  # type: ignore[arg-type]
+        elif key == "batch_size" and isinstance(value, int):
+            self.batch_size = value
+        elif key == "grad_clip" and isinstance(value, int | float):
+            self.grad_clip = float(value)
+        for callback in list(self._callbacks.get(key, ())):
+            callback(value)
+
+    # -- control ---------------------------------------------------------------------------
+    def _boundary(self) -> None:
+        """Apply what changed since the last step; honour pause, stop and commands."""
+        while True:
+            rev = self.run.revision
+            if rev != self._revision:  # O(1) when nothing changed
+                self._revision = rev
+                self._apply_config()
+                self._commands()
+            state = self.run.control.state
+            if state == "stopped":
+                self.stopped = True
+                return
+            if state != "paused":
+                self.paused = False
+                return
+            with self._changed:  # paused: wait for the next change, then look again
+                self.paused = True
+                self._changed.notify_all()
+                self._changed.wait_for(lambda: self.run.revision != self._revision, 1.0)
+
+    def _commands(self) -> None:
+        for command in self.run.control.pending():
+            if command.name == "checkpoint":
+                self.checkpoint()
+                self.run.control.done(command.id)
+
+    def checkpoint(self, name: str = "") -> str:
+        """Save the model's and optimizer's state to the run's checkpoints."""
+        buf = io.BytesIO()
+        torch.save(
+            {
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "step": self.step_count,
+                "samples_seen": self.samples_seen,
+            },
+            buf,
+        )
+        metrics = {}
+        for m in self.run.metric_names():
+            last = self.run.metrics(m).last()
+            if last is not None and math.isfinite(last):
+                metrics[m] = last
+        return self.run.checkpoints.add(
+            buf.getvalue(), step=self.step_count, metrics=metrics, name=name
+        )
+
+    def resume_from(self, checkpoint_id: str | None = None) -> None:
+        """Load a checkpoint (the latest if none given) into the model and optimizer."""
+        ckpt = (
+            self.run.checkpoints[checkpoint_id]
+            if checkpoint_id is not None
+            else self.run.checkpoints.latest()
+        )
+        if ckpt is None:
+            return
+        state = torch.load(io.BytesIO(self.run.checkpoints.load(ckpt.id)), weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step_count = int(state["step"])
+        self.samples_seen = int(state["samples_seen"])
+        self._in_effect.clear()
+        self._revision = -1
+        self._boundary()
+
+    # -- data ------------------------------------------------------------------------------
+    def draw(self) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+        """Sample ids and labels of one batch from the current dataset view."""
+        view = self.run.dataset.view()
+        mask = view.splits == self.split
+        ids, labels = view.ids[mask], view.labels[mask]
+        if labels.dtype == object:  # unlabeled samples are not trained on
+            keep = np.array([isinstance(v, int) for v in labels.tolist()], dtype=np.bool_)
+            ids, labels = ids[keep], labels[keep].astype(np.int64)
+        n = min(self.batch_size, len(ids))
+        assert self._rng is not None
+        pick = self._rng.choice(len(ids), size=n, replace=False) if n else np.empty(0, int)
+        return ids[pick], labels[pick]
+
+    def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Batches ``(x, y)`` from the run's current dataset, until the run is stopped.
+
+        Added samples enter the next batches; removed samples are never drawn again; a
+        relabel applies the next time the sample is drawn (labels are read at draw time).
+        """
+        while True:
+            self._boundary()
+            if self.stopped:
+                return
+            ids, labels = self.draw()
+            if not len(ids):
+                with self._changed:  # no data yet: wait for some
+                    self._changed.wait_for(lambda: self.run.revision != self._revision, 1.0)
+                continue
+            x = np.stack([self.run.dataset.payload(int(i)) for i in ids.tolist()])
+            self._last_batch = len(ids)
+            yield torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(labels)
+
+    def clip_gradients(self) -> float | None:
+        """Clip the model's gradient norm to the run's ``grad_clip`` (0: off)."""
+        if self.grad_clip > 0:
+            params = [p for p in self.model.parameters() if p.grad is not None]
+            return float(torch.nn.utils.clip_grad_norm_(params, self.grad_clip))
+        return None
+
+    def step(self, **metrics: float) -> None:
+        """Close a step: count it, and log ``metrics`` every ``log_every`` steps."""
+        self.step_count += 1
+        self.samples_seen += self._last_batch
+        if metrics and self.step_count % self.log_every == 0:
+            self.run.log(
+                {**metrics, "samples_seen": float(self.samples_seen)}, step=self.step_count
+            )
+
+    def in_effect(self) -> Mapping[str, Value]:
+        """The config values the trainer applies now."""
+        return dict(self._in_effect)
+
+    def detach(self) -> None:
+        """Stop listening to the run's changes."""
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+
+def attach(
+    run: Run,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    *,
+    split: str = "train",
+    seed: int = 0,
+    log_every: int = 1,
+    declare: bool = True,
+) -> Live:
+    """Bind ``run`` to a model and optimizer; see the module docstring for the loop.
+
+    Args:
+        declare: declare the keys the binding understands (lr, momentum, weight_decay,
+            batch_size, grad_clip) if the run lacks them, with the optimizer's current
+            values as defaults.
+    """
+    if declare:
+        group = optimizer.param_groups[0]
+        missing: dict[str, Param] = {}
+        for key, param in KNOWN.items():
+            if key in run.schema:
+                continue
+            default = group.get(key, param.default)
+            if key in _GROUP_KEYS and key not in group:
+                continue
+            missing[key] = Param(
+                param.kind,
+                float(default) if param.kind == "float" and default is not None else param.default,
+                param.min,
+                param.max,
+                help=param.help,
+            )
+        if missing:
+            run.config.declare(missing)
+    return Live(run, model, optimizer, split=split, seed=seed, log_every=log_every)
