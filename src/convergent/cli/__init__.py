@@ -13,6 +13,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from convergent import __version__
+from convergent.cli.client import (
+    DEFAULT_URL,
+    cmd_config,
+    cmd_control,
+    cmd_get,
+    cmd_set,
+    cmd_status,
+    cmd_train,
+)
 from convergent.cli.demo import run_demo
 from convergent.cli.hub import DEFAULT_PORT, DEFAULT_STORE, create_token, serve
 from convergent.errors import ConvergentError
@@ -88,10 +97,70 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--role", required=True, choices=[r.label for r in Role], help="what the token allows"
     )
     create.add_argument("--store", default=DEFAULT_STORE, help="the hub's data folder")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--url", default=DEFAULT_URL, help="the run (default: %(default)s)")
+    common.add_argument("--token", default=None, help="access token (or CONVERGENT_TOKEN)")
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+    train = sub.add_parser(
+        "train",
+        parents=[common],
+        help="train on a run, applying everyone's edits at step boundaries",
+        description=(
+            "Train a built-in task (digits-mlp, digits-cnn) or your own (module:function "
+            "returning (model, optimizer)) on the run's live dataset. The digits are "
+            "imported if the run has no samples."
+        ),
+    )
+    train.add_argument("--task", default="digits-mlp", help="digits-mlp, digits-cnn or module:fn")
+    train.add_argument("--steps", type=int, default=None, help="stop after this many steps")
+    train.add_argument("--resume", action="store_true", help="start from the latest checkpoint")
+    setp = sub.add_parser("set", parents=[common], help="set a config key: convergent set lr 0.02")
+    setp.add_argument("key")
+    setp.add_argument("value", help="a JSON value (0.02, 64, true, [0.9, 0.99]) or text")
+    getp = sub.add_parser("get", parents=[common], help="read config values")
+    getp.add_argument("key", nargs="?", default=None)
+    sub.add_parser("config", parents=[common], help="the config with conflicts and rules")
+    sub.add_parser("status", parents=[common], help="the run's state, size and last metrics")
+    for action, text in (
+        ("pause", "pause the trainers at their next step"),
+        ("resume", "resume paused trainers"),
+        ("stop", "stop the trainers"),
+        ("checkpoint", "ask the trainers to save a checkpoint now"),
+    ):
+        sub.add_parser(action, parents=[common], help=text)
+    demo.add_argument(
+        "--offline", action="store_true", help="the two-offline-replicas demo (no hub, no torch)"
+    )
+    demo.add_argument("--store", default=DEFAULT_STORE, help="the hub's data folder")
+    demo.add_argument("--steps", type=int, default=None, help="stop after this many steps")
     args = parser.parse_args(argv)
+    out = sys.stdout
     try:
         if args.command == "demo":
-            run_demo(args.dir, out=sys.stdout)
+            if args.offline:
+                run_demo(args.dir, out=out)
+            else:
+                from convergent.cli.live_demo import run_live_demo
+
+                run_live_demo(args.store, args.steps, out)
+            return 0
+        if args.command == "train":
+            cmd_train(args.url, args.token, args.task, args.steps, args.resume, out)
+            return 0
+        if args.command == "set":
+            cmd_set(args.url, args.token, args.key, args.value, out)
+            return 0
+        if args.command == "get":
+            cmd_get(args.url, args.token, args.key, args.json, out)
+            return 0
+        if args.command == "config":
+            cmd_config(args.url, args.token, args.json, out)
+            return 0
+        if args.command == "status":
+            cmd_status(args.url, args.token, args.json, out)
+            return 0
+        if args.command in ("pause", "resume", "stop", "checkpoint"):
+            cmd_control(args.url, args.token, args.command, out)
             return 0
         if args.command == "serve":
             if args.max_frame < 1024:
@@ -111,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "token" and args.token_command == "create":
             print(create_token(args.store, args.run, args.role))
             return 0
-    except ConvergentError as err:
+    except (ConvergentError, ValueError) as err:
         print(f"convergent: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
