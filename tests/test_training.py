@@ -162,3 +162,50 @@ def test_checkpoint_now_saves_and_resume_restores() -> None:
     with pytest.raises(StopIteration):
         trainer.control.stop()
         next(resumed.batches())
+
+
+def test_the_lr_schedule_follows_samples_seen_and_an_edit_rescales_it() -> None:
+    trainer, editor, model, optimizer, _ = setup(40)
+    live = attach(trainer, model, optimizer)
+    trainer.config.update_many(
+        {"schedule": "cosine", "warmup_samples": 64, "total_samples": 640, "batch_size": 8}
+    )
+    sync(trainer, editor)
+    seen, lrs = [], []
+    for i, (x, y) in enumerate(live.batches()):
+        train_step(live, x, y)
+        seen.append(live.samples_seen)
+        lrs.append(optimizer.param_groups[0]["lr"])
+        if i == 20:
+            editor.config["lr"] = 0.05  # halve the base: the schedule is rescaled, not reset
+            sync(trainer, editor)
+        if i == 40:
+            break
+    assert lrs[0] < lrs[6]  # warming up over the first 64 samples
+    assert lrs[10] == pytest.approx(0.1 * live_factor(seen[10], 64, 640), rel=1e-6)
+    before, after = lrs[20], lrs[21]
+    assert after == pytest.approx(before / 2, rel=0.05)  # the same point of the curve, halved
+    assert lrs[-1] < lrs[21]  # and the cosine keeps decaying with samples seen
+
+
+def live_factor(seen: int, warm: int, total: int) -> float:
+    import math
+
+    t = min(max(seen - warm, 0) / total, 1.0)
+    return 0.5 * (1 + math.cos(math.pi * t))
+
+
+def test_the_live_batches_are_a_torch_iterable_dataset() -> None:
+    from torch.utils.data import DataLoader
+
+    from convergent.training import LiveBatches
+
+    trainer, _, model, optimizer, _ = setup()
+    live = attach(trainer, model, optimizer)
+    loader = DataLoader(LiveBatches(live), batch_size=None)
+    for i, (x, y) in enumerate(loader):
+        assert x.shape[1] == 4 and len(x) == len(y)
+        train_step(live, x, y)
+        if i == 3:
+            break
+    assert live.step_count == 4

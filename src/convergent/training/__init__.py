@@ -5,6 +5,6 @@ boundaries, control (pause, resume, stop, checkpoint now) is honoured, metrics a
 and the dataset view is sampled live.
 """
 
-from convergent.training.live import KNOWN, Applied, Live, attach
+from convergent.training.live import KNOWN, Applied, Live, LiveBatches, attach
 
-__all__ = ["KNOWN", "Applied", "Live", "attach"]
+__all__ = ["KNOWN", "Applied", "Live", "LiveBatches", "attach"]

@@ -22,6 +22,7 @@ the run's checkpoints and marks the command done.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 import threading
@@ -34,7 +35,7 @@ import torch
 
 from convergent.crdt.replica import Subscription
 from convergent.crdt.values import Value
-from convergent.run import Float, Int, Param, Run, RunChange
+from convergent.run import Choice, Float, Int, Param, Run, RunChange
 
 # Keys the live binding understands, with the rules it declares when a run lacks them.
 KNOWN: dict[str, Param] = {
@@ -43,6 +44,9 @@ KNOWN: dict[str, Param] = {
     "weight_decay": Float(0.0, min=0.0, max=1.0, help="L2 penalty"),
     "batch_size": Int(32, min=1, max=65536, help="samples per step"),
     "grad_clip": Float(0.0, min=0.0, help="max gradient norm (0: no clipping)"),
+    "schedule": Choice("constant", ["constant", "cosine"], help="lr schedule over samples"),
+    "warmup_samples": Int(0, min=0, help="linear lr warm-up, in samples seen"),
+    "total_samples": Int(1_000_000, min=1, help="samples over which the cosine decays"),
 }
 _GROUP_KEYS = ("lr", "momentum", "weight_decay")
 
@@ -72,6 +76,7 @@ class Live:
     batch_size: int = 32
     grad_clip: float = 0.0
     stopped: bool = False
+    base_lr: float | None = None
     paused: bool = False  # true while `batches` waits for a resume
     problems: list[str] = field(default_factory=list)
     applied: list[Applied] = field(default_factory=list)
@@ -101,6 +106,13 @@ class Live:
             callback(self._in_effect[key])
         return Subscription(lambda: self._callbacks.get(key, []).remove(callback))
 
+    @property
+    def _scheduled(self) -> bool:
+        warm = self._in_effect.get("warmup_samples", 0)
+        return self._in_effect.get("schedule", "constant") != "constant" or (
+            isinstance(warm, int) and warm > 0
+        )
+
     def _apply_config(self) -> None:
         config = self.run.config
         bad = {key: why for key, _, why in config.invalid()}
@@ -124,7 +136,12 @@ class Live:
                     config.record_applied(key, self.step_count)
 
     def _set(self, key: str, value: Value) -> None:
-        if key in _GROUP_KEYS and isinstance(value, int | float):
+        if key == "lr" and isinstance(value, int | float):
+            self.base_lr = float(value)
+            self._schedule_lr()
+        elif key in ("schedule", "warmup_samples", "total_samples"):
+            self._schedule_lr()
+        elif key in _GROUP_KEYS and isinstance(value, int | float):
             for group in self.optimizer.param_groups:
                 if key in group:
                     group[key] = float(value)
@@ -245,10 +262,35 @@ class Live:
             return float(torch.nn.utils.clip_grad_norm_(params, self.grad_clip))
         return None
 
+    def lr_factor(self) -> float:
+        """The schedule's factor at ``samples_seen``: a function of a replicated, monotone
+        quantity (not a local step counter), so an edit of the base lr rescales the
+        schedule rather than restarting it, and a resumed trainer continues it."""
+        cfg = self._in_effect
+        seen = self.samples_seen
+        warm = cfg.get("warmup_samples", 0)
+        if isinstance(warm, int) and warm > 0 and seen < warm:
+            return (seen + 1) / warm
+        if cfg.get("schedule") == "cosine":
+            total = cfg.get("total_samples", 1)
+            assert isinstance(total, int)
+            t = min(max(seen - (warm if isinstance(warm, int) else 0), 0) / total, 1.0)
+            return 0.5 * (1 + math.cos(math.pi * t))
+        return 1.0
+
+    def _schedule_lr(self) -> None:
+        if self.base_lr is None:
+            return
+        lr = self.base_lr * self.lr_factor()
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
     def step(self, **metrics: float) -> None:
         """Close a step: count it, and log ``metrics`` every ``log_every`` steps."""
         self.step_count += 1
         self.samples_seen += self._last_batch
+        if self._scheduled:
+            self._schedule_lr()
         if metrics and self.step_count % self.log_every == 0:
             self.run.log(
                 {**metrics, "samples_seen": float(self.samples_seen)}, step=self.step_count
@@ -263,6 +305,18 @@ class Live:
         if self._handle is not None:
             self._handle.remove()
             self._handle = None
+
+
+class LiveBatches(torch.utils.data.IterableDataset[tuple[torch.Tensor, torch.Tensor]]):
+    """`Live.batches` as a torch ``IterableDataset`` of whole batches (use
+    ``DataLoader(LiveBatches(live), batch_size=None)``, in the main process: the run is not
+    shared with worker processes)."""
+
+    def __init__(self, live: Live) -> None:
+        self.live = live
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self.live.batches()
 
 
 def attach(
@@ -291,13 +345,11 @@ def attach(
             default = group.get(key, param.default)
             if key in _GROUP_KEYS and key not in group:
                 continue
-            missing[key] = Param(
-                param.kind,
-                float(default) if param.kind == "float" and default is not None else param.default,
-                param.min,
-                param.max,
-                help=param.help,
-            )
+            # The optimizer's own value (lr=0.05, momentum=0.9) is the run's default.
+            if param.kind == "float" and isinstance(default, int | float):
+                missing[key] = dataclasses.replace(param, default=float(default))
+            else:
+                missing[key] = param
         if missing:
             run.config.declare(missing)
     return Live(run, model, optimizer, split=split, seed=seed, log_every=log_every)
