@@ -17,7 +17,7 @@ import sys
 import time
 from importlib import metadata
 
-from benchmarks import core, hub, run
+from benchmarks import core, hub, run, training
 from benchmarks.harness import SETTINGS, Targets, progress
 from benchmarks.peer import Peer
 
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument(
         "--only",
-        choices=["types", "peers", "run", "hub"],
+        choices=["types", "peers", "run", "hub", "training"],
         help=(
             "run only Table 1 (types), Table 2 (peers), Table 3 (run: the durable document) "
             "or Table 4 (hub: server and clients over WebSocket)"
@@ -78,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         run.table3(errors).print()
     if args.only in (None, "hub"):
         hub.table4(targets, errors).print()
+    if args.only in (None, "training"):
+        training.table5(errors).print()
     if args.only in (None, "peers", "hub"):
         targets.table().print()
     for err in errors:

@@ -35,7 +35,7 @@ import torch
 
 from convergent.crdt.replica import Subscription
 from convergent.crdt.values import Value
-from convergent.run import Choice, Float, Int, Param, Run, RunChange
+from convergent.run import Choice, Float, Int, Param, Part, Run, RunChange
 
 # Keys the live binding understands, with the rules it declares when a run lacks them.
 KNOWN: dict[str, Param] = {
@@ -49,6 +49,7 @@ KNOWN: dict[str, Param] = {
     "total_samples": Int(1_000_000, min=1, help="samples over which the cosine decays"),
 }
 _GROUP_KEYS = ("lr", "momentum", "weight_decay")
+_WATCHED = (Part.SCHEMA, Part.CONFIG, Part.CONTROL, Part.COMMANDS)
 
 
 @dataclass
@@ -88,6 +89,8 @@ class Live:
     _handle: Subscription | None = None
     _rng: np.random.Generator | None = None
     _last_batch: int = 0
+    _state: str = "running"
+    _pool_cache: tuple[Any, Any, Any, Any] | None = None
 
     def __post_init__(self) -> None:
         self._rng = np.random.default_rng(self.seed)
@@ -160,12 +163,13 @@ class Live:
     def _boundary(self) -> None:
         """Apply what changed since the last step; honour pause, stop and commands."""
         while True:
-            rev = self.run.revision
-            if rev != self._revision:  # O(1) when nothing changed
+            rev = self._watched()
+            if rev != self._revision:  # four int compares when nothing changed
                 self._revision = rev
                 self._apply_config()
                 self._commands()
-            state = self.run.control.state
+                self._state = self.run.control.state
+            state = self._state
             if state == "stopped":
                 self.stopped = True
                 return
@@ -175,7 +179,17 @@ class Live:
             with self._changed:  # paused: wait for the next change, then look again
                 self.paused = True
                 self._changed.notify_all()
-                self._changed.wait_for(lambda: self.run.revision != self._revision, 1.0)
+                self._changed.wait_for(lambda: self._watched() != self._revision, 1.0)
+
+    def _watched(self) -> int:
+        """A number that moves when the config, its rules or the control change (metric
+        points logged by this trainer do not move it)."""
+        run = self.run
+        return hash(tuple(run._part_revision(p) for p in _WATCHED))
+
+    def _wait_for_change(self, revision: int) -> None:
+        with self._changed:
+            self._changed.wait_for(lambda: self.run.revision != revision, 1.0)
 
     def _commands(self) -> None:
         for command in self.run.control.pending():
@@ -223,14 +237,27 @@ class Live:
         self._boundary()
 
     # -- data ------------------------------------------------------------------------------
+    def _pool(self) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+        """The split's ids, labels and stacked payloads, rebuilt only when the dataset view
+        changes (payloads are content-addressed: stacking reuses the decoded arrays)."""
+        view = self.run.dataset.view()
+        if self._pool_cache is None or self._pool_cache[0] is not view:
+            mask = view.splits == self.split
+            ids, labels = view.ids[mask], view.labels[mask]
+            if labels.dtype == object:  # unlabeled samples are not trained on
+                keep = np.array([isinstance(v, int) for v in labels.tolist()], dtype=np.bool_)
+                ids, labels = ids[keep], labels[keep].astype(np.int64)
+            x = (
+                np.stack([self.run.dataset.payload(int(i)) for i in ids.tolist()])
+                if len(ids)
+                else np.empty((0,))
+            )
+            self._pool_cache = (view, ids, labels, x)
+        return self._pool_cache[1], self._pool_cache[2], self._pool_cache[3]
+
     def draw(self) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
         """Sample ids and labels of one batch from the current dataset view."""
-        view = self.run.dataset.view()
-        mask = view.splits == self.split
-        ids, labels = view.ids[mask], view.labels[mask]
-        if labels.dtype == object:  # unlabeled samples are not trained on
-            keep = np.array([isinstance(v, int) for v in labels.tolist()], dtype=np.bool_)
-            ids, labels = ids[keep], labels[keep].astype(np.int64)
+        ids, labels, _ = self._pool()
         n = min(self.batch_size, len(ids))
         assert self._rng is not None
         pick = self._rng.choice(len(ids), size=n, replace=False) if n else np.empty(0, int)
@@ -246,14 +273,18 @@ class Live:
             self._boundary()
             if self.stopped:
                 return
-            ids, labels = self.draw()
-            if not len(ids):
-                with self._changed:  # no data yet: wait for some
-                    self._changed.wait_for(lambda: self.run.revision != self._revision, 1.0)
+            ids, labels, pool = self._pool()
+            n = min(self.batch_size, len(ids))
+            if not n:
+                self._wait_for_change(self.run.revision)  # no data yet: wait for some
                 continue
-            x = np.stack([self.run.dataset.payload(int(i)) for i in ids.tolist()])
-            self._last_batch = len(ids)
-            yield torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(labels)
+            assert self._rng is not None
+            pick = self._rng.choice(len(ids), size=n, replace=False)
+            self._last_batch = n
+            yield (
+                torch.as_tensor(pool[pick], dtype=torch.float32),
+                torch.as_tensor(labels[pick]),
+            )
 
     def clip_gradients(self) -> float | None:
         """Clip the model's gradient norm to the run's ``grad_clip`` (0: off)."""
