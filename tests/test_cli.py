@@ -65,6 +65,16 @@ def test_people_change_a_run_from_the_command_line(hub: HubProcess) -> None:
     assert status["last_step"] == 30
     history = convergent.connect(hub.url(), hub.admin).history("config", "lr")
     assert history[-1].new == 0.02
+    lines = cli("history", *url, "config", "lr", token=hub.admin).stdout.splitlines()
+    assert lines[-1].endswith("lr: 0.05 → 0.02")
+    metrics = json.loads(cli("log", *url, "loss", "--json", token=hub.admin).stdout)
+    assert [step for step, _ in metrics["loss"]] == [10, 20, 30]  # logged every 10 steps
+    cli("notes", *url, "--add", "lr looks high", token=hub.admin)
+    assert "lr looks high" in cli("notes", *url, token=hub.admin).stdout
+    listing = json.loads(cli("data", *url, "ls", "--json", token=hub.admin).stdout)
+    assert listing["samples"] == 1797 and sum(listing["splits"].values()) == 1797
+    missing = cli("data", *url, "relabel", "0000000000000001", "3", token=hub.admin)
+    assert missing.returncode == 2 and "no sample 0000000000000001" in missing.stderr
     no_token = cli("status", *url)
     assert no_token.returncode == 2 and "no token" in no_token.stderr
     wrong = cli("status", *url, token="cvg_wrong")

@@ -17,7 +17,11 @@ from convergent.cli.client import (
     DEFAULT_URL,
     cmd_config,
     cmd_control,
+    cmd_data,
     cmd_get,
+    cmd_history,
+    cmd_log,
+    cmd_notes,
     cmd_set,
     cmd_status,
     cmd_train,
@@ -128,6 +132,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("checkpoint", "ask the trainers to save a checkpoint now"),
     ):
         sub.add_parser(action, parents=[common], help=text)
+    hist = sub.add_parser("history", parents=[common], help="who changed what, when, at which step")
+    hist.add_argument("part", nargs="?", default=None, help="config, dataset, notes, control, ...")
+    hist.add_argument("key", nargs="?", default=None, help="a config key, a sample id, ...")
+    hist.add_argument("--limit", type=int, default=50, help="the last N entries")
+    logp = sub.add_parser("log", parents=[common], help="the latest metric points")
+    logp.add_argument("names", nargs="*", help="metrics to show (default: all)")
+    logp.add_argument("--tail", type=int, default=5, help="points per metric")
+    notes = sub.add_parser("notes", parents=[common], help="the run's comments")
+    notes.add_argument("--add", default=None, metavar="TEXT", help="add a comment")
+    data = sub.add_parser("data", parents=[common], help="the run's dataset")
+    data.add_argument("action", choices=["ls", "import", "remove", "relabel"])
+    data.add_argument(
+        "args",
+        nargs="*",
+        help="import: digits|iris|FILE.csv|FOLDER; remove: IDS...; relabel: ID LABEL",
+    )
     demo.add_argument(
         "--offline", action="store_true", help="the two-offline-replicas demo (no hub, no torch)"
     )
@@ -159,6 +179,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "status":
             cmd_status(args.url, args.token, args.json, out)
             return 0
+        if args.command == "history":
+            cmd_history(args.url, args.token, args.part, args.key, args.limit, args.json, out)
+            return 0
+        if args.command == "log":
+            cmd_log(args.url, args.token, args.names, args.tail, args.json, out)
+            return 0
+        if args.command == "notes":
+            cmd_notes(args.url, args.token, args.add, args.json, out)
+            return 0
+        if args.command == "data":
+            cmd_data(args.url, args.token, args.action, args.args, args.json, out)
+            return 0
         if args.command in ("pause", "resume", "stop", "checkpoint"):
             cmd_control(args.url, args.token, args.command, out)
             return 0
@@ -180,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "token" and args.token_command == "create":
             print(create_token(args.store, args.run, args.role))
             return 0
-    except (ConvergentError, ValueError) as err:
+    except (ConvergentError, ValueError, KeyError) as err:
         print(f"convergent: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -145,3 +145,117 @@ def cmd_train(
             print(f"imported {added:,} digits (20 % for validation)", file=out)
         train(run, load_task(task), steps=steps, out=out, resume=resume)
         run.wait_synced(30)
+
+
+def cmd_history(
+    url: str,
+    token: str | None,
+    part: str | None,
+    key: str | None,
+    limit: int,
+    as_json: bool,
+    out: TextIO,
+) -> None:
+    with open_live(url, token) as run:
+        entries = run.history(part, key, limit=limit)
+        if as_json:
+            rows = [
+                {
+                    "time": e.time.isoformat(),
+                    "user": e.user,
+                    "part": e.part,
+                    "key": e.key,
+                    "old": e.old,
+                    "new": e.new,
+                    "step": e.step,
+                    "what": e.what,
+                }
+                for e in entries
+            ]
+            print(json.dumps(rows, default=list), file=out)
+            return
+        for e in entries:
+            print(e, file=out)
+
+
+def cmd_log(
+    url: str, token: str | None, names: list[str], tail: int, as_json: bool, out: TextIO
+) -> None:
+    with open_live(url, token) as run:
+        names = names or run.metric_names()
+        data = {}
+        for name in names:
+            s = run.metrics(name)
+            data[name] = list(zip(s.step[-tail:].tolist(), s.value[-tail:].tolist(), strict=True))
+        if as_json:
+            print(json.dumps(data), file=out)
+            return
+        for name, points in data.items():
+            shown = "  ".join(f"{step}:{value:.4g}" for step, value in points)
+            print(f"{name:<14} {shown}", file=out)
+
+
+def cmd_notes(url: str, token: str | None, add: str | None, as_json: bool, out: TextIO) -> None:
+    with open_live(url, token) as run:
+        if add is not None:
+            run.notes.add(add)
+            run.wait_synced(10)
+        notes = run.notes.list()
+        if as_json:
+            print(
+                json.dumps(
+                    [
+                        {
+                            "id": c.id,
+                            "text": c.text,
+                            "by": run.members.name_of(c.author),
+                            "resolved": c.resolved,
+                        }
+                        for c in notes
+                    ]
+                ),
+                file=out,
+            )
+            return
+        for c in notes:
+            mark = "x" if c.resolved else " "
+            print(f"[{mark}] {c.id}  {run.members.name_of(c.author)}: {c.text}", file=out)
+
+
+def cmd_data(
+    url: str, token: str | None, action: str, args: list[str], as_json: bool, out: TextIO
+) -> None:
+    with open_live(url, token) as run:
+        d = run.dataset
+        if action == "ls":
+            counts = {str(k): v for k, v in d.counts().items()}
+            splits = {s: len(d.ids(s)) for s in ("train", "val", "test")}
+            if as_json:
+                print(json.dumps({"samples": len(d), "labels": counts, "splits": splits}), file=out)
+            else:
+                print(f"{len(d):,} samples; splits {splits}; per label {counts}", file=out)
+            return
+        if action == "import":
+            if len(args) != 1:
+                raise ConvergentError(
+                    "data import takes one source: digits, iris, a .csv file or a folder"
+                )
+            source = args[0]
+            if source in ("digits", "iris", "wine", "breast_cancer"):
+                ids = d.from_sklearn(source)
+            elif source.endswith(".csv"):
+                ids = d.from_csv(source)
+            else:
+                ids = d.from_folder(source)
+        elif action == "remove":
+            d.remove(args)
+            ids = args  # type: ignore[assignment]
+        elif action == "relabel":
+            if len(args) != 2:
+                raise ConvergentError("data relabel takes a sample id and a label")
+            d.relabel(args[0], parse_value(args[1]))
+            ids = [args[0]]  # type: ignore[list-item]
+        else:
+            raise ConvergentError(f"unknown data action {action!r}")
+        run.wait_synced(30)
+        print(f"{action}: {len(ids):,} samples; the run now has {len(d):,}", file=out)
