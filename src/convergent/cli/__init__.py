@@ -42,15 +42,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = sub.add_parser(
         "demo",
-        help="two offline replicas of a run edit concurrently, merge, show the conflicts",
+        help="a live run: a hub, the digits, a trainer, and the commands to change it",
         description=(
-            "Two replicas (alice and bob) of one run, each in its own SQLite file, edit the "
-            "config, dataset, notes and metrics while offline, exchange what the other lacks "
-            "as bytes, and print the converged run with the surfaced conflicts."
+            "Start a hub on the embedded SQLite store, create the digits run and train an MLP "
+            "on it, printing the commands to change it from a second terminal. With "
+            "--offline: two replicas of one run, each in its own file, edit while offline, "
+            "exchange what the other lacks as bytes, and show the surfaced conflicts."
         ),
     )
     demo.add_argument(
-        "--dir", type=Path, default=None, help="keep the two run files in this folder"
+        "--dir", type=Path, default=None, help="--offline: keep the two run files here"
     )
     srv = sub.add_parser(
         "serve",
