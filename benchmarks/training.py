@@ -16,16 +16,16 @@ import numpy as np
 from benchmarks.harness import SETTINGS, Table, progress, scaled
 
 
-def _plain(steps: int) -> float:
+def _plain(steps: int, task: str = "digits-mlp") -> float:
     import torch
     from sklearn.datasets import load_digits
 
-    from convergent.training.tasks import digits_mlp
+    from convergent.training.tasks import load_task
 
     d = load_digits()
     x = torch.as_tensor(d.images.astype(np.uint8), dtype=torch.float32)
     y = torch.as_tensor(d.target)
-    model, optimizer = digits_mlp()
+    model, optimizer = load_task(task)()
     rng = np.random.default_rng(0)
     started = time.perf_counter()
     for _ in range(steps):
@@ -38,18 +38,18 @@ def _plain(steps: int) -> float:
     return time.perf_counter() - started
 
 
-def _live(steps: int, log_every: int, edit_every: int | None) -> float:
+def _live(steps: int, log_every: int, edit_every: int | None, task: str = "digits-mlp") -> float:
     import torch
 
     from convergent.run import Run
     from convergent.training import attach
-    from convergent.training.tasks import digits_mlp, ensure_digits
+    from convergent.training.tasks import ensure_digits, load_task
 
     run = Run()
     ensure_digits(run)
     run.dataset.split(run.dataset.ids(), "train")  # the whole set, as the plain loop uses
     editor = Run(join=run.export_since())
-    model, optimizer = digits_mlp()
+    model, optimizer = load_task(task)()
     live = attach(run, model, optimizer, log_every=log_every)
     editor.merge_bytes(run.export_since(editor.version))
     batches = live.batches()
@@ -67,6 +67,70 @@ def _live(steps: int, log_every: int, edit_every: int | None) -> float:
     return time.perf_counter() - started
 
 
+def _edit_to_applied(edits: int) -> tuple[float, float]:
+    """Milliseconds from an editor's ``config["lr"] = v`` to the trainer applying it (its
+    ``on_config`` callback), through a real hub, with the trainer stepping."""
+    import sys
+    import tempfile
+    import threading
+    from pathlib import Path
+
+    import torch
+
+    import convergent
+    from convergent.training import attach
+    from convergent.training.tasks import digits_mlp, ensure_digits
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from test_hub import start_hub
+
+    with tempfile.TemporaryDirectory() as tmp:
+        hub = start_hub(Path(tmp) / "hub")
+        try:
+            trainer = convergent.connect(hub.url(), hub.admin, user="trainer")
+            editor = convergent.connect(hub.url(), hub.admin, user="alice")
+            ensure_digits(trainer)
+            model, optimizer = digits_mlp()
+            live = attach(trainer, model, optimizer, log_every=10)
+            trainer.wait_synced(30)
+            editor.wait_until(lambda: "lr" in editor.schema, 30)
+            applied: dict[float, float] = {}
+            live.on_config("lr", lambda v: applied.setdefault(float(v), time.perf_counter()))
+            stop = threading.Event()
+
+            def loop() -> None:
+                for x, y in live.batches():
+                    loss = torch.nn.functional.cross_entropy(model(x), y)
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+                    live.step(loss=loss.item())
+                    if stop.is_set():
+                        return
+
+            thread = threading.Thread(target=loop, daemon=True)
+            thread.start()
+            took = []
+            for i in range(edits):
+                value = 0.01 + i / 10_000
+                sent = time.perf_counter()
+                editor.config["lr"] = value
+                deadline = sent + 5
+                while value not in applied and time.perf_counter() < deadline:
+                    time.sleep(0.0005)  # a benchmark polling its own measurement, not a test
+                if value in applied:
+                    took.append((applied[value] - sent) * 1000)
+            stop.set()
+            thread.join(timeout=10)
+            trainer.close()
+            editor.close()
+        finally:
+            hub.proc.kill()
+            hub.proc.wait(timeout=10)
+    took.sort()
+    return took[len(took) // 2], took[int(len(took) * 0.9)]
+
+
 def table5(errors: list[str]) -> Table:
     steps = scaled(2000, 200)
     t = Table(
@@ -76,6 +140,8 @@ def table5(errors: list[str]) -> Table:
     try:
         progress("table 5: plain loop")
         base = min(_plain(steps) for _ in range(3))
+        cnn_steps = scaled(500, 50)
+        cnn_base = min(_plain(cnn_steps, "digits-cnn") for _ in range(3))
         t.add(
             "plain PyTorch (tensor indexing)",
             f"{steps:,}",
@@ -91,6 +157,27 @@ def table5(errors: list[str]) -> Table:
             progress(f"table 5: {label}")
             took = min(_live(steps, log_every, edit) for _ in range(3))
             t.add(label, f"{steps:,}", f"{took:.2f}", f"{steps / took:,.0f}", f"{base / took:.2f}x")
+        progress("table 5: CNN")
+        t.add(
+            "CNN: plain PyTorch",
+            f"{cnn_steps:,}",
+            f"{cnn_base:.2f}",
+            f"{cnn_steps / cnn_base:,.0f}",
+            "1.00x",
+        )
+        took = min(_live(cnn_steps, 10, None, "digits-cnn") for _ in range(3))
+        t.add(
+            "CNN: live, metrics every 10 steps",
+            f"{cnn_steps:,}",
+            f"{took:.2f}",
+            f"{cnn_steps / took:,.0f}",
+            f"{cnn_base / took:.2f}x",
+        )
+        progress("table 5: edit to applied, through a hub")
+        p50, p90 = _edit_to_applied(scaled(40, 10))
+        t.add(
+            "edit -> trainer applies it (hub), p50 / p90", "", "", f"{p50:.1f} / {p90:.1f} ms", ""
+        )
     except Exception as exc:  # a broken row must not hide the others
         errors.append(f"table 5: {type(exc).__name__}: {exc}")
         t.add("ERROR", f"{type(exc).__name__}: {exc}"[:80], "", "", "")

@@ -37,3 +37,10 @@ def test_the_crdt_core_example_runs() -> None:
     first, second = out.getvalue().splitlines()
     assert sorted(eval(first)) == [0.02, 0.1]  # both concurrent values are kept
     assert float(second) in (0.02, 0.1)
+
+
+def test_the_live_training_example_runs() -> None:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(python_block("Live training"), "README.md", "exec"), {})
+    assert out.getvalue().strip().endswith("lr: 0.01 → 0.05 (in effect at step 100)")
