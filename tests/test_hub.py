@@ -24,7 +24,7 @@ from websockets.sync.client import connect as ws_connect
 
 import convergent
 from convergent.codec import encode
-from convergent.errors import AuthError
+from convergent.errors import AuthError, ProtocolError
 from convergent.run import Float, Part, Run
 from convergent.sync import Code, Role, decode_frame, encode_frame
 from convergent.sync.client import LiveRun
@@ -222,6 +222,8 @@ def test_roles_are_enforced_by_the_hub(hub: HubProcess) -> None:
         assert viewer.status.role == "viewer" and viewer.status.pending > 0
         worker.config["lr"] = 0.8  # sent, refused
         worker.wait_until(lambda: worker.status.refused == 1)
+        with pytest.raises(ProtocolError, match="may not write config"):
+            worker.wait_synced()  # a refused edit is reported, never counted as synced
         worker.log({"loss": 0.5})
         worker.wait_synced()
         editor.wait_until(lambda: len(editor.metrics("loss")) == 1)

@@ -36,6 +36,7 @@ from websockets.sync.client import connect as ws_connect
 
 import convergent
 from convergent.codec.tags import Tag
+from convergent.errors import ProtocolError
 from convergent.run import Float, Run, RunChange, Version
 from convergent.run.document import read_bundle
 from convergent.server import Hub, create_app
@@ -440,6 +441,8 @@ def test_an_op_above_the_limit_does_not_crash_the_hub(
         good.wait_until(lambda: "x" * 3000 in [c.text for c in good.notes.list()])
         big.notes.add("y" * chars)  # an op the hub cannot take: kept local, reported
         big.wait_until(lambda: big.status.refused >= 1)
+        with pytest.raises(ProtocolError, match="larger than the hub accepts"):
+            big.wait_synced()
         assert big.status.online
         big.notes.add("and big goes on")  # nothing is stuck behind the skipped op
         big.wait_synced()

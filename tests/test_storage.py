@@ -127,6 +127,17 @@ def test_ops_of_lists_one_origin_in_seq_order_after_a_seq(store: Store) -> None:
     assert keys(store.ops_of(8, 0)) == []
 
 
+def test_get_op_finds_one_op_by_its_id(store: Store) -> None:
+    store.append([(make_op(5, s), {}) for s in (3, 1, 4)])
+    store.append([(make_op(2**64 - 1, 7), {})])
+    found = store.get_op(5, 4)
+    assert found is not None and (found.origin, found.seq) == (5, 4)
+    assert found == next(op for op in store.ops_of(5, 3))
+    high = store.get_op(2**64 - 1, 7)
+    assert high is not None and high.origin == 2**64 - 1
+    assert store.get_op(5, 2) is None and store.get_op(9, 1) is None
+
+
 def test_replica_ids_above_two_to_the_63_round_trip(store: Store) -> None:
     # SQLite integers are signed 64-bit: these ids are stored in two's complement.
     origins = [2**63, 2**64 - 1, 2**63 - 1, 0xDEADBEEF_00000001]

@@ -1,8 +1,10 @@
 """The ``convergent`` command line.
 
-``convergent serve`` runs a hub, ``convergent token create`` hands out access tokens, and
-``convergent demo`` shows the Run document at work: two people edit one run in two local files
-while offline, swap what the other lacks as bytes, and end with the same run.
+``convergent serve`` runs a hub and ``convergent token create`` hands out access tokens;
+``convergent train`` trains on a run while ``set``, ``get``, ``config``, ``status``,
+``pause``/``resume``/``stop``/``checkpoint``, ``history``, ``log``, ``notes`` and ``data``
+change and read it; ``convergent demo`` starts a hub and a trainer on the digits (with
+``--offline``: two replicas of one run merging without a hub).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from convergent.cli.client import (
 from convergent.cli.demo import run_demo
 from convergent.cli.hub import DEFAULT_PORT, DEFAULT_STORE, create_token, serve
 from convergent.errors import ConvergentError
+from convergent.server.hub import DEFAULT_QUEUE
 from convergent.sync.protocol import DEFAULT_MAX_FRAME, Role
 
 
@@ -88,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     srv.add_argument(
         "--queue",
         type=int,
-        default=1024,
+        default=DEFAULT_QUEUE,
         help="frames a slow client may have waiting before it must reconnect "
         "(default: %(default)s)",
     )
@@ -213,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "token" and args.token_command == "create":
             print(create_token(args.store, args.run, args.role))
             return 0
-    except (ConvergentError, ValueError, KeyError) as err:
+    except (ConvergentError, ValueError, KeyError, TimeoutError) as err:
         print(f"convergent: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

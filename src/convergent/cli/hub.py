@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TextIO
 
 from convergent.errors import ConvergentError
+from convergent.server.hub import DEFAULT_QUEUE
 from convergent.sync.protocol import DEFAULT_MAX_FRAME, Role
 
 DEFAULT_PORT = 7433  # not taken by MLflow, TensorBoard, Jupyter, Ray, Gradio, W&B, Dask...
@@ -34,7 +35,7 @@ def serve(
     runs: list[str],
     max_frame: int = DEFAULT_MAX_FRAME,
     durability: str = "normal",
-    queue: int = 1024,
+    queue: int = DEFAULT_QUEUE,
     out: TextIO = sys.stdout,
 ) -> None:
     """Start a hub and serve until interrupted."""

@@ -3,7 +3,6 @@ commands to try from a second terminal while it learns."""
 
 from __future__ import annotations
 
-import os
 import queue
 import subprocess
 import sys
@@ -55,8 +54,6 @@ def _start_hub(store: str, port: int) -> tuple[subprocess.Popen[str], int, str |
         said.append(line)
         if line.startswith("Listening on http://"):
             bound = int(line.rsplit(":", 1)[1].strip().rstrip("/"))
-        elif line.startswith("Admin token"):
-            admin = line.rsplit(" ", 1)[1].strip()
         elif line.startswith("Data in") and bound is not None:
             try:  # the admin line follows on a first start
                 nxt = lines.get(timeout=2)
@@ -110,7 +107,6 @@ Training (Ctrl-C to stop):""",
         )
         from convergent.cli.client import cmd_train
 
-        os.environ.setdefault("CONVERGENT_TOKEN", admin)
         try:
             cmd_train(url, admin, "digits-mlp", steps, resume=False, out=out)
         except KeyboardInterrupt:

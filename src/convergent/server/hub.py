@@ -1,7 +1,7 @@
 """`Hub`: the runs a hub holds, its tokens, and the live connections of each run.
 
 Each run is a `Run` replica in its own SQLite file under ``DATA/runs/NAME.convergent``; the
-hub merges what clients send into it (so an acknowledged op is durable: `Run.merge_bytes`
+hub merges what clients send into it (so an acknowledged op is durable: `Run.merge`
 commits before it returns) and forwards the new ops to the run's other connections. Every
 connection has a bounded queue: a subscriber that falls further behind than the queue holds
 is told to reconnect (it then catches up from its version, with bytes proportional to what
@@ -46,7 +46,6 @@ class Connection:
     session: HubSession
     queue: asyncio.Queue[bytes | None]
     closing: bool = False
-    sent_frames: int = 0
 
     def finish(self, last: list[bytes]) -> None:
         """Send ``last`` (an error frame) and close; whatever was waiting is dropped."""
@@ -131,9 +130,12 @@ class Hub:
             return None
         run = self._runs.get(name)
         if run is None and self._path(name).exists():
-            run = self._runs[name] = Run(
-                SQLiteStore(self._path(name), durability=self.durability), user="hub"
-            )
+            run = self._open(name)
+        return run
+
+    def _open(self, name: str) -> Run:
+        store = SQLiteStore(self._path(name), durability=self.durability)
+        run = self._runs[name] = Run(store, user="hub")
         return run
 
     def create_run(self, name: str, config: Mapping[str, Param] | None = None) -> Run:
@@ -141,9 +143,7 @@ class Hub:
         check_run_name(name)
         run = self.run(name)
         if run is None:
-            run = self._runs[name] = Run(
-                SQLiteStore(self._path(name), durability=self.durability), user="hub"
-            )
+            run = self._open(name)
         if config:
             run.config.declare(config)
         run.id  # noqa: B018 - fixes the run id now, so every client joins the same run

@@ -56,6 +56,9 @@ class Store(Protocol):
     def ops_after(self, position: int, parts: int = -1) -> Iterator[tuple[int, StoredOp]]:
         """``(position, op)`` for every op after ``position`` touching any of ``parts``."""
 
+    def get_op(self, origin: int, seq: int) -> StoredOp | None:
+        """One op by its id, or ``None``."""
+
     def ops_of(self, origin: int, after_seq: int) -> Iterator[StoredOp]:
         """The ops of ``origin`` with a sequence number above ``after_seq``, in order."""
 

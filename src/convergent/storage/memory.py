@@ -62,6 +62,11 @@ class MemoryStore:
             if op.parts & parts:
                 yield i + 1, op
 
+    def get_op(self, origin: int, seq: int) -> StoredOp | None:
+        seqs = self._seqs.get(origin, [])
+        at = bisect.bisect_left(seqs, seq)
+        return self._by_origin[origin][at] if at < len(seqs) and seqs[at] == seq else None
+
     def ops_of(self, origin: int, after_seq: int) -> Iterator[StoredOp]:
         start = bisect.bisect(self._seqs.get(origin, []), after_seq)
         return iter(self._by_origin.get(origin, [])[start:])

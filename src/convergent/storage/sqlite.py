@@ -239,6 +239,13 @@ class SQLiteStore:
         )
         return (self._op(r) for r in rows)
 
+    def get_op(self, origin: int, seq: int) -> StoredOp | None:
+        rows = self._query(
+            "SELECT pos, origin, seq, hlc, parts, crc, data FROM ops WHERE origin = ? AND seq = ?",
+            (_signed(origin), seq),
+        )
+        return self._op(rows[0])[1] if rows else None
+
     def ops_of(self, origin: int, after_seq: int) -> Iterator[StoredOp]:
         rows = self._query(
             "SELECT pos, origin, seq, hlc, parts, crc, data FROM ops "

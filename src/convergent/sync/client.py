@@ -75,6 +75,7 @@ class LiveRun(Run):
         self._ws: ClientConnection | None = None
         self._error: str | None = None
         self._fatal = False
+        self._refused_seen = 0
         self._stop = threading.Event()
         self._outq: list[bytes] = []
         self._dirty = False
@@ -105,17 +106,30 @@ class LiveRun(Run):
 
         Raises:
             TimeoutError: not synced within ``timeout`` seconds (the status says why).
-            AuthError: the hub refused the token.
+            AuthError: the hub refused the connection for good (token, run, local store).
+            ProtocolError: the hub refused edits (role or schema): they stay local.
         """
 
         def ready() -> bool:
-            return self._fatal or (self._session is not None and self._session.synced)
+            s = self._session
+            return self._fatal or (
+                s is not None and (s.synced or len(s.refused) > self._refused_seen)
+            )
 
         with self._cond:
             if not self._cond.wait_for(ready, timeout):
                 raise TimeoutError(f"not synced after {timeout} s: {self.status}")
             if self._fatal:
                 raise AuthError(self._error or "the hub refused this client")
+            s = self._session
+            if s is not None and len(s.refused) > self._refused_seen:
+                refused = s.refused[self._refused_seen :]
+                self._refused_seen = len(s.refused)
+                # Refused edits stay on this replica only: say so rather than "synced".
+                raise ProtocolError(
+                    "the hub refused edits (they stay on this replica only): "
+                    + "; ".join(e.message for e in refused)
+                )
         # (AuthError also covers an unknown run and a local store of another run: errors
         # that reconnecting cannot fix.)
 
@@ -170,12 +184,21 @@ class LiveRun(Run):
                 frames, self._outq = self._outq, []
                 if self._dirty:
                     self._dirty = False
-                    frames += session.outgoing()
+                    try:
+                        frames += session.outgoing()
+                    except Exception as err:  # a store error: report it, reconnect, retry
+                        self._error = f"cannot export local edits: {err}"
+                        ws.close()
+                        continue
             try:
                 for frame in frames:
                     ws.send(frame)
             except (ConnectionClosed, OSError):
                 pass  # the receive loop sees the close and reconnects; nothing is lost
+            except Exception as err:  # never die silently: report, and reconnect
+                with self._cond:
+                    self._error = f"sending failed: {err}"
+                ws.close()
 
     def _loop(self) -> None:
         delay = self._backoff[0]
@@ -215,6 +238,7 @@ class LiveRun(Run):
         session = ClientSession(self, self.name, self._token, self._max_frame)
         with self._cond:
             self._ws, self._session, self._error = ws, session, None
+            self._refused_seen = 0
             self._outq = [session.hello()]
             self._cond.notify_all()
         while not self._stop.is_set():

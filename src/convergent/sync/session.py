@@ -320,8 +320,8 @@ class HubSession:
                 )
         for op, stored, _ in incoming.ops:
             if (op.origin, op.seq) in run.version:
-                held = next(iter(run._store.ops_of(op.origin, op.seq - 1)), None)
-                if held is not None and held.seq == op.seq and held.data != stored.data:
+                held = run._store.get_op(op.origin, op.seq)
+                if held is not None and held.data != stored.data:
                     return self._fail(
                         Code.INVALID,
                         f"replica {op.origin:016x} reused op id {op.seq} for another op "

@@ -6,9 +6,9 @@
         optimizer.zero_grad(); loss.backward(); live.clip_gradients(); optimizer.step()
         live.step(loss=loss.item())
 
-Edits apply at step boundaries, never mid-step: `batches` checks the run's revision (an int
-compare, O(1)) before each batch and only when it moved reads an immutable snapshot and
-applies what changed: lr, momentum, betas and weight decay go into
+Edits apply at step boundaries, never mid-step: `batches` compares the revisions of the
+config, its rules and the control (four ints, O(1)) before each batch and only when they
+moved applies what changed: lr, momentum, betas and weight decay go into
 ``optimizer.param_groups``, the batch size into the sampler, the clipping norm into
 `clip_gradients`, any other key to the callback registered with `on_config`. Each applied
 change is recorded with the step it took effect at (``run.config.record_applied``), so the
@@ -16,8 +16,8 @@ history says "lr 0.1 -> 0.02 by alice, in effect at step 1,200". A merged value 
 the schema is ignored (the last valid one stays) and reported in `Live.problems`.
 
 Control: ``paused`` blocks `batches` until someone resumes (the model and optimizer keep
-their state), ``stopped`` ends it, and a "checkpoint" command saves the model's state dict to
-the run's checkpoints and marks the command done.
+their state), ``stopped`` ends it, and a "checkpoint" command saves the model's and the
+optimizer's state to the run's checkpoints and marks the command done.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class Applied:
     step: int
 
 
-@dataclass
+@dataclass(eq=False)
 class Live:
     """The binding; build it with `attach`."""
 
@@ -83,7 +83,7 @@ class Live:
     applied: list[Applied] = field(default_factory=list)
     _in_effect: dict[str, Value] = field(default_factory=dict)
     _callbacks: dict[str, list[Callable[[Value], None]]] = field(default_factory=dict)
-    _revision: int = -1
+    _revision: tuple[int, ...] = ()
     _reported: set[tuple[str, str]] = field(default_factory=set)
     _changed: threading.Condition = field(default_factory=threading.Condition)
     _handle: Subscription | None = None
@@ -98,8 +98,10 @@ class Live:
         self._boundary()
 
     def _wake(self, change: RunChange) -> None:
-        with self._changed:
-            self._changed.notify_all()
+        # Only what a paused or data-starved loop waits for: not the trainer's own metrics.
+        if change.parts - {"metrics", "metric_names"}:
+            with self._changed:
+                self._changed.notify_all()
 
     # -- config --------------------------------------------------------------------------
     def on_config(self, key: str, callback: Callable[[Value], None]) -> Subscription:
@@ -181,11 +183,11 @@ class Live:
                 self._changed.notify_all()
                 self._changed.wait_for(lambda: self._watched() != self._revision, 1.0)
 
-    def _watched(self) -> int:
-        """A number that moves when the config, its rules or the control change (metric
-        points logged by this trainer do not move it)."""
+    def _watched(self) -> tuple[int, ...]:
+        """Revisions that move when the config, its rules or the control change (metric
+        points logged by this trainer do not move them)."""
         run = self.run
-        return hash(tuple(run._part_revision(p) for p in _WATCHED))
+        return tuple(run._part_revision(p) for p in _WATCHED)
 
     def _wait_for_change(self, revision: int) -> None:
         with self._changed:
@@ -233,7 +235,7 @@ class Live:
         self.step_count = int(state["step"])
         self.samples_seen = int(state["samples_seen"])
         self._in_effect.clear()
-        self._revision = -1
+        self._revision = ()
         self._boundary()
 
     # -- data ------------------------------------------------------------------------------
@@ -254,14 +256,6 @@ class Live:
             )
             self._pool_cache = (view, ids, labels, x)
         return self._pool_cache[1], self._pool_cache[2], self._pool_cache[3]
-
-    def draw(self) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-        """Sample ids and labels of one batch from the current dataset view."""
-        ids, labels, _ = self._pool()
-        n = min(self.batch_size, len(ids))
-        assert self._rng is not None
-        pick = self._rng.choice(len(ids), size=n, replace=False) if n else np.empty(0, int)
-        return ids[pick], labels[pick]
 
     def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Batches ``(x, y)`` from the run's current dataset, until the run is stopped.
@@ -317,7 +311,8 @@ class Live:
             group["lr"] = lr
 
     def step(self, **metrics: float) -> None:
-        """Close a step: count it, and log ``metrics`` every ``log_every`` steps."""
+        """Close a step: count it and its samples (advancing the lr schedule), and log
+        ``metrics`` every ``log_every`` steps."""
         self.step_count += 1
         self.samples_seen += self._last_batch
         if self._scheduled:
@@ -363,9 +358,9 @@ def attach(
     """Bind ``run`` to a model and optimizer; see the module docstring for the loop.
 
     Args:
-        declare: declare the keys the binding understands (lr, momentum, weight_decay,
-            batch_size, grad_clip) if the run lacks them, with the optimizer's current
-            values as defaults.
+        declare: declare the keys the binding understands (`KNOWN`: lr, momentum,
+            weight_decay, batch_size, grad_clip, schedule, warmup_samples, total_samples) if
+            the run lacks them, with the optimizer's current values as defaults.
     """
     if declare:
         group = optimizer.param_groups[0]
