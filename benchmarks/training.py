@@ -70,7 +70,6 @@ def _live(steps: int, log_every: int, edit_every: int | None, task: str = "digit
 def _edit_to_applied(edits: int) -> tuple[float, float]:
     """Milliseconds from an editor's ``config["lr"] = v`` to the trainer applying it (its
     ``on_config`` callback), through a real hub, with the trainer stepping."""
-    import sys
     import tempfile
     import threading
     from pathlib import Path
@@ -78,14 +77,12 @@ def _edit_to_applied(edits: int) -> tuple[float, float]:
     import torch
 
     import convergent
+    from convergent.testing.hub import spawn_hub
     from convergent.training import attach
     from convergent.training.tasks import digits_mlp, ensure_digits
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    from test_hub import start_hub
-
     with tempfile.TemporaryDirectory() as tmp:
-        hub = start_hub(Path(tmp) / "hub")
+        hub = spawn_hub(Path(tmp) / "hub")
         try:
             trainer = convergent.connect(hub.url(), hub.admin, user="trainer")
             editor = convergent.connect(hub.url(), hub.admin, user="alice")

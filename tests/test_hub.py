@@ -4,17 +4,11 @@ against the live hub, and a hub killed with SIGKILL that keeps every acknowledge
 
 from __future__ import annotations
 
-import json
 import os
-import queue
 import signal
-import subprocess
-import sys
 import threading
-import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,106 +23,16 @@ from convergent.run import Float, Part, Run
 from convergent.sync import Code, Role, decode_frame, encode_frame
 from convergent.sync.client import LiveRun
 from convergent.sync.protocol import Error, Hello, Ops
+from convergent.testing.hub import SRC as SRC_DIR
+from convergent.testing.hub import HubProcess, hub_env, spawn_hub
 
-SRC = str(Path(__file__).resolve().parent.parent / "src")
-
-
-@dataclass
-class HubProcess:
-    proc: subprocess.Popen[str]
-    port: int
-    admin: str
-    store: Path
-
-    def url(self, run: str = "digits") -> str:
-        return f"http://127.0.0.1:{self.port}/runs/{run}"
-
-    def token(self, role: str, run: str = "digits") -> str:
-        out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "convergent",
-                "token",
-                "create",
-                "--run",
-                run,
-                "--role",
-                role,
-                "--store",
-                str(self.store),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-            env=_env(),
-        )
-        return out.stdout.strip()
-
-    def get(self, path: str, token: str | None = None) -> Any:
-        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}")
-        if token:
-            req.add_header("Authorization", f"Bearer {token}")
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            body = resp.read()
-        return json.loads(body) if resp.headers.get_content_type() == "application/json" else body
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, env.get("PYTHONPATH")]))
-    return env
+SRC = SRC_DIR
+_env = hub_env
 
 
 def start_hub(store: Path, port: int = 0) -> HubProcess:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "convergent",
-            "serve",
-            "--port",
-            str(port),
-            "--store",
-            str(store),
-            "--run",
-            "digits",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=_env(),
-    )
-    lines: queue.Queue[str] = queue.Queue()
-
-    def read() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.put(line)
-
-    threading.Thread(target=read, daemon=True).start()
-    deadline = time.monotonic() + 30
-    bound = admin = None
-    while bound is None:
-        try:
-            line = lines.get(timeout=max(deadline - time.monotonic(), 0.01))
-        except queue.Empty:
-            proc.kill()
-            raise RuntimeError("the hub did not start within 30 s") from None
-        if line.startswith("Listening on http://127.0.0.1:"):
-            bound = int(line.rsplit(":", 1)[1].strip().rstrip("/"))
-        elif line.startswith("Admin token"):
-            admin = line.rsplit(" ", 1)[1].strip()
-    if admin is None:  # the admin line comes after "Listening", if this is a first start
-        try:
-            line = lines.get(timeout=5)
-            if line.startswith("Data in"):
-                line = lines.get(timeout=5)
-            if line.startswith("Admin token"):
-                admin = line.rsplit(" ", 1)[1].strip()
-        except queue.Empty:
-            pass
-    return HubProcess(proc, bound, admin or "", store)
+    """``convergent serve`` for these tests (the shared helper in convergent.testing)."""
+    return spawn_hub(store, port=port)
 
 
 @pytest.fixture

@@ -14,12 +14,9 @@ import asyncio
 import contextlib
 import json
 import os
-import queue
 import random
 import shutil
 import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -44,7 +41,8 @@ from convergent.server.hub import Connection
 from convergent.sync import Code, decode_frame, encode_frame
 from convergent.sync.client import LiveRun
 from convergent.sync.protocol import Ack, Error, Frame, Hello, Ops, Presence, Welcome
-from test_hub import HubProcess, _env, state
+from convergent.testing.hub import spawn_hub
+from test_hub import HubProcess, state
 
 
 class Deadline:
@@ -58,48 +56,8 @@ class Deadline:
 
 
 def serve(store: Path, *options: str) -> HubProcess:
-    """``convergent serve`` with extra ``options``, once it listens (tests/test_hub.py's
-    ``start_hub`` with options)."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "convergent",
-            "serve",
-            "--port",
-            "0",
-            "--store",
-            str(store),
-            "--run",
-            "digits",
-            *options,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=_env(),
-    )
-    lines: queue.Queue[str] = queue.Queue()
-
-    def read() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.put(line)
-
-    threading.Thread(target=read, daemon=True).start()
-    deadline = Deadline(30)
-    port = admin = None
-    while port is None or admin is None:
-        try:
-            line = lines.get(timeout=deadline.left())
-        except queue.Empty:
-            proc.kill()
-            raise RuntimeError("the hub did not start within 30 s") from None
-        if line.startswith("Listening on http://127.0.0.1:"):
-            port = int(line.rsplit(":", 1)[1].strip().rstrip("/"))
-        elif line.startswith("Admin token"):
-            admin = line.rsplit(" ", 1)[1].strip()
-    return HubProcess(proc, port, admin, store)
+    """``convergent serve`` with extra ``options``, once it listens."""
+    return spawn_hub(store, *options)
 
 
 def stop(hub: HubProcess) -> None:

@@ -58,13 +58,13 @@ def serve(
         sock.bind((host, port))
     except OSError as err:
         raise ConvergentError(f"cannot listen on {host}:{port}: {err.strerror}") from None
-    sock.listen(2048)  # clients may connect as soon as the line below is printed
+    sock.listen(2048)  # clients may connect as soon as the last line below is printed
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
-    print(f"Listening on http://{shown}:{bound}/", file=out, flush=True)
     print(f"Data in {hub.data.resolve()}", file=out, flush=True)
     if admin is not None:
         print(f"Admin token (shown once, keep it): {admin}", file=out, flush=True)
+    print(f"Listening on http://{shown}:{bound}/", file=out, flush=True)  # always the last
     config = uvicorn.Config(
         create_app(hub),
         log_level="warning",
