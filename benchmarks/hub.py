@@ -54,6 +54,7 @@ from convergent.run import Float, Run
 from convergent.run.ops import decode_bundle
 from convergent.sync import ClientSession, Code
 from convergent.sync.protocol import DEFAULT_MAX_FRAME
+from convergent.testing.hub import spawn_hub
 
 try:
     from pycrdt import (
@@ -125,12 +126,11 @@ def _spawn(args: list[str]) -> tuple[subprocess.Popen[str], queue.Queue[str]]:
     return proc, lines
 
 
-def _port_of(proc: subprocess.Popen[str], lines: queue.Queue[str], want_token: bool) -> Server:
+def _port_of(proc: subprocess.Popen[str], lines: queue.Queue[str]) -> Server:
+    """The port from the server's "Listening on http://127.0.0.1:PORT/" line."""
     deadline = time.monotonic() + 60
-    port: int | None = None
-    token = ""
     seen: list[str] = []
-    while port is None or (want_token and not token):
+    while True:
         try:
             line = lines.get(timeout=max(deadline - time.monotonic(), 0.01))
         except queue.Empty:
@@ -138,40 +138,22 @@ def _port_of(proc: subprocess.Popen[str], lines: queue.Queue[str], want_token: b
             raise RuntimeError(f"the server did not start within 60 s: {seen[-3:]}") from None
         seen.append(line.strip())
         if line.startswith("Listening on http://127.0.0.1:"):
-            port = int(line.rsplit(":", 1)[1].strip().rstrip("/"))
-        elif line.startswith("Admin token"):
-            token = line.rsplit(" ", 1)[1].strip()
-    return Server(proc, port, token)
+            return Server(proc, int(line.rsplit(":", 1)[1].strip().rstrip("/")))
 
 
 def start_convergent(store: Path, port: int = 0) -> Server:
     """``convergent serve`` on ``store``; a restart (the store exists) prints no token."""
     first = not store.exists()
-    proc, lines = _spawn(
-        [
-            "-m",
-            "convergent",
-            "serve",
-            "--port",
-            str(port),
-            "--store",
-            str(store),
-            "--run",
-            RUN,
-            "--run",
-            DURABLE_RUN,
-        ]
-    )
-    server = _port_of(proc, lines, want_token=first)
-    if first and not server.token:
-        server.kill()
+    hub = spawn_hub(store, "--run", DURABLE_RUN, port=port, run=RUN)
+    if first and not hub.admin:
+        hub.stop()
         raise RuntimeError("the hub printed no admin token on its first start")
-    return server
+    return Server(hub.proc, hub.port, hub.admin)
 
 
 def start_yroom() -> Server:
     proc, lines = _spawn(["-m", "benchmarks._yroom_server"])
-    return _port_of(proc, lines, want_token=False)
+    return _port_of(proc, lines)
 
 
 # -- clients --------------------------------------------------------------------------------

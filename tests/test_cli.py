@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.error
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -89,3 +90,16 @@ def test_make_demo_trains_a_model_people_can_change(tmp_path: Path) -> None:
     assert len(lines) == 3  # progress every 100 steps
     accuracy = float(lines[-1].split("val_acc")[1].split()[0])
     assert accuracy > 0.8  # the digits MLP learns
+
+
+def test_tokens_are_created_listed_and_revoked(hub: HubProcess) -> None:
+    token = hub.token("viewer")
+    assert hub.get("/api/runs/digits", token)["name"] == "digits"
+    listed = cli("token", "list", "--store", str(hub.store)).stdout
+    assert f"{token[:10]}...  run digits  viewer" in listed
+    assert cli("token", "revoke", token, "--store", str(hub.store)).stdout.strip() == "revoked"
+    again = cli("token", "revoke", token, "--store", str(hub.store))
+    assert again.returncode == 2 and "no such token" in again.stderr
+    with pytest.raises(urllib.error.HTTPError) as err:
+        hub.get("/api/runs/digits", token)
+    assert err.value.code == 401

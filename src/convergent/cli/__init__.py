@@ -29,9 +29,10 @@ from convergent.cli.client import (
     cmd_train,
 )
 from convergent.cli.demo import run_demo
-from convergent.cli.hub import DEFAULT_PORT, DEFAULT_STORE, create_token, serve
+from convergent.cli.hub import DEFAULT_PORT, DEFAULT_STORE, create_token, data_folder, serve
 from convergent.errors import ConvergentError
 from convergent.server.hub import DEFAULT_QUEUE
+from convergent.server.tokens import TokenStore
 from convergent.sync.protocol import DEFAULT_MAX_FRAME, Role
 
 
@@ -105,6 +106,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--role", required=True, choices=[r.label for r in Role], help="what the token allows"
     )
     create.add_argument("--store", default=DEFAULT_STORE, help="the hub's data folder")
+    revoke = tok_sub.add_parser("revoke", help="revoke a token (its connections stay open)")
+    revoke.add_argument("token")
+    revoke.add_argument("--store", default=DEFAULT_STORE, help="the hub's data folder")
+    listing = tok_sub.add_parser("list", help="the tokens' grants (tokens are stored hashed)")
+    listing.add_argument("--store", default=DEFAULT_STORE, help="the hub's data folder")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--url", default=DEFAULT_URL, help="the run (default: %(default)s)")
     common.add_argument("--token", default=None, help="access token (or CONVERGENT_TOKEN)")
@@ -215,6 +221,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "token" and args.token_command == "create":
             print(create_token(args.store, args.run, args.role))
+            return 0
+        if args.command == "token" and args.token_command in ("revoke", "list"):
+            tokens = TokenStore(data_folder(args.store) / "tokens.sqlite")
+            try:
+                if args.token_command == "revoke":
+                    if not tokens.revoke(args.token):
+                        raise ConvergentError("no such token")
+                    print("revoked", file=out)
+                else:
+                    for t in tokens.list():
+                        print(f"{t.prefix}...  run {t.run}  {t.role.label}  {t.note}", file=out)
+            finally:
+                tokens.close()
             return 0
     except (ConvergentError, ValueError, KeyError, TimeoutError) as err:
         print(f"convergent: error: {err}", file=sys.stderr)
