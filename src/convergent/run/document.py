@@ -33,10 +33,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from convergent.crdt import CausalContext, Crdt, HybridLogicalClock, Replica, ReplicaId
+from convergent.crdt import Actor, CausalContext, Crdt, HybridLogicalClock, Replica, ReplicaId
 from convergent.crdt.causal import new_replica_id
 from convergent.crdt.replica import Subscription
 from convergent.errors import (
+    AuthError,
     ConvergentError,
     DecodeError,
     InvalidError,
@@ -191,6 +192,7 @@ class Run:
         self._touched: set[Part] = set()
         self._pending_blobs: dict[bytes, bytes] = {}
         self._in_transaction = False
+        self._acting: frozenset[Part] | None = None  # see acting_as
         self._subscribers: dict[int, Callable[[RunChange], None]] = {}
         self._next_handle = 0
         self._position = 0  # the store position of the last op this replica has applied
@@ -327,7 +329,44 @@ class Run:
                 self._in_transaction = False
                 self._commit()
 
+    @contextmanager
+    def acting_as(
+        self, replica_id: ReplicaId, *, writable: frozenset[Part] | None = None
+    ) -> Iterator[None]:
+        """Make the edits of the block as replica ``replica_id``, on this replica's state.
+
+        The hub uses this for browser sessions: each has a replica id of its own, so its
+        edits are ops of that replica (attributed and merged like any other replica's),
+        computed on the hub's state, which holds every op that replica made before. The
+        block's ops are committed to this run's store as usual.
+
+        Args:
+            replica_id: whose ops the block makes (their next op id follows the last one this
+                run holds).
+            writable: the parts the block may change; an edit of another part raises
+                `AuthError` before it changes anything.
+        """
+        with self._lock:
+            self._check_open()
+            if self._in_transaction or self._acting is not None:
+                raise ConvergentError("acting_as cannot start inside a transaction")
+            saved_id, saved_seq = self.replica_id, self._seq
+            actors = {p: r.actor for p, r in self._replicas.items()}
+            self.replica_id = replica_id
+            self._seq = self._version.max_counter(replica_id)
+            self._acting = writable if writable is not None else frozenset(Part)
+            for replica in self._replicas.values():
+                replica.actor = Actor(replica_id, self.clock)
+            try:
+                yield
+            finally:
+                self.replica_id, self._seq, self._acting = saved_id, saved_seq, None
+                for part, actor in actors.items():
+                    self._replicas[part].actor = actor
+
     def _edit(self, part: Part, mutator: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        if self._acting is not None and part not in self._acting:
+            raise AuthError(f"this session may not change {part.label}")
         with self.transaction():
             self._replicas[part].update(mutator, *args, **kwargs)
             self._touched.add(part)

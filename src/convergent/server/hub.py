@@ -13,20 +13,22 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from convergent.codec.tags import Tag
+from convergent.crdt import ReplicaId
 from convergent.errors import SchemaError, StorageError
 from convergent.run import Param, Run
 from convergent.server.tokens import ALL_RUNS, TokenStore
 from convergent.storage import SQLiteStore
-from convergent.sync.protocol import DEFAULT_MAX_FRAME, Code, Error, Role, encode_frame
-from convergent.sync.session import HubSession, Outcome
+from convergent.sync.protocol import DEFAULT_MAX_FRAME, Code, Error, Ops, Role, encode_frame
+from convergent.sync.session import WRITABLE, HubSession, Outcome
 
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+T = TypeVar("T")
 DEFAULT_QUEUE = 1024  # frames a connection may have waiting before it is told to reconnect
 
 
@@ -192,6 +194,33 @@ class Hub:
                 if other is not conn and other.offer(frame) == "slow":
                     self.stats.errors["slow"] += 1
         return out
+
+    def act(self, name: str, replica: ReplicaId, role: Role, edit: Callable[[Run], T]) -> T:
+        """Run ``edit(run)`` as replica ``replica`` (a browser session) with ``role``'s rights.
+
+        The edit's ops are ops of ``replica`` (see `Run.acting_as`), committed to the run's
+        store and then forwarded to every sync connection of the run, exactly like ops a
+        client sent.
+
+        Raises:
+            KeyError: no such run.
+            AuthError: ``role`` may not write a part the edit changes (nothing is changed).
+            SchemaError: the edit's values break the run's schema (nothing is changed).
+        """
+        run = self.run(name)
+        if run is None:
+            raise KeyError(f"no run {name!r} on this hub")
+        with run._lock:
+            before = run.version
+            with run.acting_as(replica, writable=WRITABLE[role]):
+                result = edit(run)
+            if run.version.ops != before.ops:
+                self.stats.ops_acked += 1
+                frame = encode_frame(Ops(0, run.export_since(before)))
+                for conn in self.connections.get(name, ()):
+                    if conn.offer(frame) == "slow":
+                        self.stats.errors["slow"] += 1
+        return result
 
     def close_connection(self, conn: Connection) -> None:
         conns = self.connections.get(conn.session.name)
