@@ -5,6 +5,7 @@ honoured, invalid merged values are ignored and reported, checkpoints resume."""
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -64,6 +65,7 @@ def test_an_lr_edit_from_another_replica_applies_at_the_next_step() -> None:
     [entry] = [e for e in trainer.history("config", "lr") if e.user == "alice"]
     assert (entry.old, entry.new, entry.step) == (0.1, 0.02, 5)
     assert live.applied[-1].key == "lr" and live.applied[-1].step == 5
+    live.flush()
     assert len(trainer.metrics("loss")) == 8
 
 
@@ -209,3 +211,42 @@ def test_the_live_batches_are_a_torch_iterable_dataset() -> None:
         if i == 3:
             break
     assert live.step_count == 4
+
+
+def test_logged_points_are_committed_in_the_background_as_one_op() -> None:
+    trainer, _, model, optimizer, _ = setup()
+    live = attach(trainer, model, optimizer, flush_every=0.5)
+    ops_before = trainer.version.ops
+    batches = live.batches()
+    for _ in range(5):
+        train_step(live, *next(batches))
+    # No flush called: the background thread commits within flush_every.
+    changed = threading.Event()
+    handle = trainer.on_change(lambda c: changed.set() if "metrics" in c.parts else None)
+    deadline = time.monotonic() + 30
+    while len(trainer.metrics("loss")) < 5:
+        assert changed.wait(max(deadline - time.monotonic(), 0)), "never flushed"
+        changed.clear()
+    handle.remove()
+    assert trainer.metrics("loss").step.tolist() == [1, 2, 3, 4, 5]
+    assert trainer.version.ops - ops_before <= 2  # one op (or two), not five
+    assert trainer.metrics("samples_seen").value.tolist() == [12.0, 24.0, 36.0, 48.0, 60.0]
+    for _ in range(3):
+        train_step(live, *next(batches))
+    live.detach()  # flushes what is left
+    assert trainer.metrics("loss").step.tolist() == list(range(1, 9))
+
+
+def test_log_many_checks_every_row_before_it_writes() -> None:
+    run = Run()
+    with pytest.raises(Exception, match="not a number"):
+        run.log_many([1, 2], [{"loss": 0.5}, {"loss": "x"}])  # type: ignore[dict-item]
+    with pytest.raises(Exception, match="as many steps"):
+        run.log_many([1], [{"loss": 0.5}, {"loss": 0.4}])
+    assert run.metric_names() == []
+    run.log_many([3, 4], [{"loss": 0.5, "acc": 0.1}, {"loss": 0.4}], times=[1000, 2000])
+    assert run.metrics("loss").step.tolist() == [3, 4]
+    assert run.metrics("loss").time.tolist() == [1000, 2000]
+    assert run.metrics("acc").value.tolist() == [0.1]
+    run.log({"loss": 0.3})  # the default step follows the rows
+    assert run.metrics("loss").step.tolist() == [3, 4, 5]

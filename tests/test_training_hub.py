@@ -41,6 +41,7 @@ def test_a_trainer_keeps_training_through_a_hub_outage(tmp_path: Path) -> None:
                 loss.backward()  # type: ignore[no-untyped-call]
                 optimizer.step()
                 live.step(loss=loss.item())
+            live.flush()  # commit the buffered points now (the flusher would, within 0.2 s)
 
         steps(10)
         editor.config["lr"] = 0.02  # another client, through the hub

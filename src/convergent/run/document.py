@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -599,6 +599,26 @@ class Run:
         from convergent.run.metrics import log
 
         log(self, values, step)
+
+    def log_many(
+        self,
+        steps: Sequence[int],
+        values: Sequence[Mapping[str, float]],
+        *,
+        times: Sequence[int] | None = None,
+    ) -> None:
+        """Append the points of many steps as one op (a trainer flushing its buffer).
+
+        Args:
+            steps: the step of each row.
+            values: each row's metric values, aligned with ``steps``.
+            times: each row's wall time in Unix ms (default: now).
+
+        Example: ``run.log_many([1, 2], [{"loss": 0.9}, {"loss": 0.8}])``.
+        """
+        from convergent.run.metrics import log_many
+
+        log_many(self, steps, values, times)
 
     def metrics(self, name: str) -> MetricSeries:
         """Every point of metric ``name`` from every writer, ordered by step."""

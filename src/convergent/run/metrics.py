@@ -10,7 +10,7 @@ own keys, so the mapping never conflicts, and a point costs four small numbers (
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -85,37 +85,71 @@ def _check(values: Mapping[str, Any]) -> tuple[list[str], list[float]]:
     return names, numbers
 
 
+def _check_step(step: Any) -> int:
+    if isinstance(step, bool) or not isinstance(step, int | np.integer) or step < 0:
+        raise SchemaError(f"a step is an int >= 0, not {step!r}")
+    return int(step)
+
+
 def log(run: Run, values: Mapping[str, Any], step: int | None) -> None:
     names, numbers = _check(values)
-    if step is not None and (
-        isinstance(step, bool) or not isinstance(step, int | np.integer) or step < 0
-    ):
-        raise SchemaError(f"a step is an int >= 0, not {step!r}")
+    if step is not None:
+        step = _check_step(step)
     if not names:
         return
     with run._lock:
         # The default step is one past the highest this replica logged, live or reopened.
-        last = _last_step(run)
         if step is None:
-            step = last + 1
-        run._last_step = max(last, int(step))
-        mine = dict(names_by_writer(run).get(run.replica_id, {}))
-        new = [x for x in dict.fromkeys(names) if x not in mine]
-        nxt = max(mine.values(), default=-1) + 1
-        for k, x in enumerate(new):
-            mine[x] = nxt + k
-        n = len(names)
-        cols = {
-            "step": np.full(n, int(step), dtype=np.int64),
-            "time": np.full(n, wall_ms(run.clock.now()), dtype=np.int64),
-            "metric": np.array([mine[x] for x in names], dtype=np.int64),
-            "value": np.array(numbers, dtype=np.float64),
-        }
-        with run.transaction():
-            if new:
-                keys = [name_key(run.replica_id, mine[x]) for x in new]
-                run._edit(Part.METRIC_NAMES, ORMap.set_many, keys, new)
-            run._edit(Part.METRICS, AppendLog.append_many, cols)
+            step = _last_step(run) + 1
+        _append(run, [step] * len(names), [wall_ms(run.clock.now())] * len(names), names, numbers)
+
+
+def log_many(
+    run: Run,
+    steps: Sequence[int],
+    values: Sequence[Mapping[str, Any]],
+    times: Sequence[int] | None,
+) -> None:
+    if len(steps) != len(values) or (times is not None and len(times) != len(steps)):
+        raise SchemaError("run.log_many takes as many steps (and times) as value mappings")
+    now = wall_ms(run.clock.now())
+    col_steps: list[int] = []
+    col_times: list[int] = []
+    names: list[str] = []
+    numbers: list[float] = []
+    for i, (step, row) in enumerate(zip(steps, values, strict=True)):
+        row_names, row_numbers = _check(row)
+        k = len(row_names)
+        col_steps += [_check_step(step)] * k
+        col_times += [int(times[i]) if times is not None else now] * k
+        names += row_names
+        numbers += row_numbers
+    if names:
+        with run._lock:
+            _append(run, col_steps, col_times, names, numbers)
+
+
+def _append(
+    run: Run, steps: list[int], times: list[int], names: list[str], numbers: list[float]
+) -> None:
+    """One op: the points (one per name), and the names this writer has not indexed yet."""
+    run._last_step = max(_last_step(run), *steps)
+    mine = dict(names_by_writer(run).get(run.replica_id, {}))
+    new = [x for x in dict.fromkeys(names) if x not in mine]
+    nxt = max(mine.values(), default=-1) + 1
+    for k, x in enumerate(new):
+        mine[x] = nxt + k
+    cols = {
+        "step": np.array(steps, dtype=np.int64),
+        "time": np.array(times, dtype=np.int64),
+        "metric": np.array([mine[x] for x in names], dtype=np.int64),
+        "value": np.array(numbers, dtype=np.float64),
+    }
+    with run.transaction():
+        if new:
+            keys = [name_key(run.replica_id, mine[x]) for x in new]
+            run._edit(Part.METRIC_NAMES, ORMap.set_many, keys, new)
+        run._edit(Part.METRICS, AppendLog.append_many, cols)
 
 
 def _last_step(run: Run) -> int:

@@ -142,6 +142,7 @@ def train(
                 )
         if steps is not None and live.step_count >= steps:
             break
+    live.flush()
     for problem in live.problems:
         if out is not None:
             print(f"note: {problem}", file=out)
