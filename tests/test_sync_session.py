@@ -12,6 +12,7 @@ from convergent.codec import encode
 from convergent.crdt import ORMap
 from convergent.errors import ProtocolError
 from convergent.run import Float, Int, Part, Run
+from convergent.run.ops import decode_bundle, decode_op
 from convergent.sync import ClientSession, Code, HubSession, Role, decode_frame, encode_frame
 from convergent.sync.protocol import Ack, Error, Hello, Ops, Presence, Welcome
 from convergent.testing.network import Faults, SimulatedNetwork
@@ -262,3 +263,37 @@ def test_a_client_refuses_a_hub_that_breaks_the_protocol() -> None:
         session.receive(b"\x00")
     with pytest.raises(ProtocolError, match="refused the connection"):
         session.receive(encode_frame(Error(Code.AUTH, 0, "bad token")))
+
+
+def test_coalesce_packs_adjacent_live_ops_and_keeps_everything_else_in_place() -> None:
+    from convergent.sync.session import coalesce
+
+    writer = Run(config=SCHEMA)
+    reader = Run(join=writer.export_since())
+    live = []
+    for i in range(6):
+        before = writer.version
+        writer.config["lr"] = i / 10
+        live.append(encode_frame(Ops(0, writer.export_since(before))))
+    ack, catchup = encode_frame(Ack(7)), encode_frame(Ops(1, writer.export_since()))
+    frames = [live[0], live[1], live[2], ack, live[3], catchup, live[4], live[5]]
+    out = coalesce(frames, 1 << 20)
+    kinds = [(type(f).__name__, getattr(f, "id", None)) for f in map(decode_frame, out)]
+    assert kinds == [("Ops", 0), ("Ack", 7), ("Ops", 0), ("Ops", 1), ("Ops", 0)]
+    assert out[1] == ack and out[2] == live[3] and out[3] == catchup
+    session = ClientSession(reader, "r", "t")
+    session.receive(encode_frame(Welcome(writer.id, Role.EDITOR, reader.version.to_bytes())))
+    for frame in out:
+        session.receive(frame)
+    assert reader.version.ops == writer.version.ops and reader.config["lr"] == 0.5
+    assert state(reader) == state(writer)
+    # A limit below the packed size: several frames, each within it, every op once, in order.
+    limit = len(live[0]) * 3
+    small = coalesce(live, limit)
+    assert 1 < len(small) < len(live) and all(len(f) <= limit for f in small)
+    seqs = [
+        decode_op(raw).seq
+        for f in small
+        for raw, _ in decode_bundle(decode_frame(f).bundle).ops  # type: ignore[union-attr]
+    ]
+    assert seqs == sorted(seqs) and len(seqs) == 6

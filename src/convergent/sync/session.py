@@ -19,13 +19,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from convergent.codec.tags import Tag
 from convergent.crdt import CausalContext, ORMap
 from convergent.crdt.register import MVRegister
 from convergent.errors import DecodeError, ProtocolError, SchemaError, StorageError
 from convergent.run import Run, Version
 from convergent.run.config import schema_of
 from convergent.run.document import read_bundle
-from convergent.run.ops import Op, Part, split_bundle
+from convergent.run.ops import Bundle, Op, Part, decode_bundle, encode_bundle, split_bundle
 from convergent.sync.protocol import (
     DEFAULT_MAX_FRAME,
     FRAME_OVERHEAD,
@@ -244,6 +245,7 @@ class HubSession:
         self.run: Run | None = None
         self.role: Role | None = None
         self.replica: int | None = None
+        self.frame_limit = max_frame  # the largest frame both sides take (known at HELLO)
 
     def _fail(self, code: Code, message: str, ref: int = 0) -> Outcome:
         return Outcome(reply=[encode_frame(Error(code, ref, message))], close=code.closes)
@@ -292,8 +294,8 @@ class HubSession:
         out = Outcome(reply=[encode_frame(welcome)])
         # The catch-up is always sent (maybe empty), in frames the client accepts, counted
         # down to 1: the last one tells the client it has caught up.
-        limit = min(self.max_frame, hello.max_frame) - FRAME_OVERHEAD
-        parts, too_big = split_bundle(run.export_since(theirs), limit)
+        self.frame_limit = min(self.max_frame, hello.max_frame)
+        parts, too_big = split_bundle(run.export_since(theirs), self.frame_limit - FRAME_OVERHEAD)
         if too_big:
             skipped = Error(Code.SKIPPED, 0, f"{len(too_big)} ops are larger than your limit")
             out.reply.append(encode_frame(skipped))
@@ -341,6 +343,43 @@ class HubSession:
         if new:
             out.broadcast.append(encode_frame(Ops(0, frame.bundle)))
         return out
+
+
+def coalesce(frames: list[bytes], limit: int) -> list[bytes]:
+    """The same frames with each run of adjacent live OPS frames (id 0) packed into as few
+    frames of at most ``limit`` bytes as hold them, everything else in place.
+
+    A subscriber that fell behind by many single-op frames then pays one frame (one
+    WebSocket message, one merge and one store commit) per batch instead of per op. Ops
+    keep their order, and a merge of several ops is the merge of each: the client cannot
+    tell. Frames the hub made itself are trusted to decode.
+    """
+    out: list[bytes] = []
+    group: list[Ops] = []
+
+    def flush() -> None:
+        if len(group) == 1:
+            out.append(encode_frame(group[0]))
+        elif group:
+            first = decode_bundle(group[0].bundle)
+            ops = [op for f in group for op in decode_bundle(f.bundle).ops]
+            packed = encode_bundle(Bundle(first.run_id, tuple(ops)))
+            parts, too_big = split_bundle(packed, limit - FRAME_OVERHEAD)
+            if too_big:  # larger than this client takes: leave them as they came
+                out.extend(encode_frame(f) for f in group)
+            else:
+                out.extend(encode_frame(Ops(0, part)) for part, _ in parts)
+        group.clear()
+
+    for data in frames:
+        frame = decode_frame(data) if data[:1] == bytes([Tag.OPS]) else None
+        if isinstance(frame, Ops) and frame.id == 0:
+            group.append(frame)
+            continue
+        flush()
+        out.append(data)
+    flush()
+    return out
 
 
 def _schema_problem(run: Run, ops: list[Op]) -> str | None:
