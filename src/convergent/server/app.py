@@ -1,6 +1,7 @@
 """The hub's HTTP and WebSocket surface (Starlette, served by uvicorn).
 
-    GET  /                      what this is
+    GET  /                      the dashboard's runs list (plain text for curl)
+    GET  /runs/NAME             the dashboard's run page (dashboard.py)
     GET  /health                {"status": "ok", "runs": N}
     GET  /metrics               Prometheus text
     GET  /api/runs              runs this token may read
@@ -8,6 +9,7 @@
     GET  /api/runs/NAME         the run's state as JSON
     GET  /api/runs/NAME/export  every op of the run as bytes (``Run.merge_bytes`` reads it)
     WS   /runs/NAME/sync        the sync protocol (PROTOCOL.md)
+    WS   /runs/NAME/ui          the dashboard channel (dashboard.py, PROTOCOL.md)
 
 REST calls take ``Authorization: Bearer TOKEN``.
 """
@@ -27,8 +29,12 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from convergent import __version__
 from convergent.errors import SchemaError
+from convergent.server.dashboard import dashboard_routes
 from convergent.server.hub import Connection, Hub
 from convergent.sync.protocol import Role
+from convergent.sync.session import coalesce
+
+COALESCE = 256  # queued frames a connection's sender looks at together
 
 
 def _token(request: Request) -> str:
@@ -42,12 +48,6 @@ def _refuse(status: int, message: str) -> JSONResponse:
 
 def create_app(hub: Hub) -> Starlette:
     """The Starlette app serving ``hub``."""
-
-    async def index(request: Request) -> Response:
-        return PlainTextResponse(
-            f"convergent hub {__version__}\n"
-            "sync: ws://HOST/runs/NAME/sync   api: /api/runs   health: /health\n"
-        )
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok", "runs": len(hub.names()), "version": __version__})
@@ -142,29 +142,37 @@ def create_app(hub: Hub) -> Starlette:
 
     return Starlette(
         routes=[
-            Route("/", index),
             Route("/health", health),
             Route("/metrics", metrics),
             Route("/api/runs", runs, methods=["GET", "POST"]),
             Route("/api/runs/{name}", run_state),
             Route("/api/runs/{name}/export", run_export),
             WebSocketRoute("/runs/{name}/sync", sync),
+            *dashboard_routes(hub),
         ],
         lifespan=lifespan,
     )
 
 
 async def _pump(websocket: WebSocket, conn: Connection, hub: Hub) -> Any:
-    """Send a connection's queued frames in order; ``None`` means close."""
+    """Send a connection's queued frames in order; ``None`` means close. Frames that waited
+    together go out together: adjacent live OPS frames are packed into one (`coalesce`)."""
     while True:
-        frame = await conn.queue.get()
-        if frame is None:
-            with contextlib.suppress(Exception):
-                await websocket.close()
-            return
+        batch = [await conn.queue.get()]
+        while batch[-1] is not None and not conn.queue.empty() and len(batch) < COALESCE:
+            batch.append(conn.queue.get_nowait())
+        closing = batch[-1] is None
+        frames = [f for f in batch if f is not None]
+        if len(frames) > 1:
+            frames = coalesce(frames, conn.session.frame_limit)
         try:
-            await websocket.send_bytes(frame)
+            for frame in frames:
+                await websocket.send_bytes(frame)
+                hub.stats.frames_out += 1
         except Exception:  # the client went away: the receive loop ends the connection
             conn.closing = True
             return
-        hub.stats.frames_out += 1
+        if closing:
+            with contextlib.suppress(Exception):
+                await websocket.close()
+            return

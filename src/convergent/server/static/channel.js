@@ -1,0 +1,84 @@
+// The dashboard channel (PROTOCOL.md, "The dashboard channel"): JSON over a WebSocket, the
+// token in the first message. Edits are promises settled by the hub's ack or error; a lost
+// connection is shown and retried with backoff, and the next welcome brings the whole view.
+
+export class Channel {
+  constructor(run, hello, { onWelcome, onUpdate, onStatus, onFatal }) {
+    this.run = run;
+    this.hello = hello;
+    this.handlers = { onWelcome, onUpdate, onStatus, onFatal };
+    this.pending = new Map();
+    this.nextId = 1;
+    this.delay = 500;
+    this.ws = null;
+    this.stopped = false;
+    this.connect();
+  }
+
+  connect() {
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    const ws = new WebSocket(`${scheme}//${location.host}/runs/${encodeURIComponent(this.run)}/ui`);
+    this.ws = ws;
+    this.handlers.onStatus("connecting");
+    ws.onopen = () => ws.send(JSON.stringify({ type: "hello", ...this.hello() }));
+    ws.onmessage = (ev) => this.receive(JSON.parse(ev.data));
+    ws.onclose = () => {
+      if (this.ws !== ws) return;
+      for (const [, p] of this.pending) p.reject(new Error("connection lost; not confirmed"));
+      this.pending.clear();
+      if (this.stopped) return;
+      const wait = this.delay;
+      this.delay = Math.min(this.delay * 2, 10000);
+      this.handlers.onStatus("offline", wait);
+      setTimeout(() => this.connect(), wait);
+    };
+  }
+
+  receive(msg) {
+    if (msg.type === "welcome") {
+      this.delay = 500;
+      this.handlers.onStatus("live");
+      this.handlers.onWelcome(msg);
+    } else if (msg.type === "update") {
+      this.handlers.onUpdate(msg);
+    } else if (msg.type === "ack" || msg.type === "thumbs") {
+      const p = this.pending.get(msg.id);
+      this.pending.delete(msg.id);
+      if (p) p.resolve(msg);
+    } else if (msg.type === "error") {
+      const p = this.pending.get(msg.id);
+      this.pending.delete(msg.id);
+      if (p) p.reject(new Error(msg.message));
+      else if (msg.fatal) {
+        this.stopped = true;
+        this.handlers.onFatal(msg.message);
+      } else this.handlers.onFatal(msg.message, false);
+    }
+  }
+
+  /** Send a message; resolves with the hub's ack (after its commit), rejects with its error. */
+  request(msg) {
+    return new Promise((resolve, reject) => {
+      if (!this.ws || this.ws.readyState !== WebSocket.OPEN) {
+        reject(new Error("offline: not sent (reconnecting)"));
+        return;
+      }
+      const id = this.nextId++;
+      this.pending.set(id, { resolve, reject });
+      this.ws.send(JSON.stringify({ ...msg, id }));
+    });
+  }
+
+  /** A message that needs no answer (presence). */
+  tell(msg) {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(msg));
+  }
+
+  reconnect() {
+    const ws = this.ws;
+    this.ws = null;
+    if (ws) ws.close();
+    this.stopped = false;
+    this.connect();
+  }
+}
