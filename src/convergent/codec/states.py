@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 
 from convergent.codec import wire
 from convergent.codec.tags import VERSIONS, Column, LeafCode, Tag, ValueKind
+from convergent.codec.weights import read_weights, write_weights
 from convergent.codec.wire import Reader, Writer
 from convergent.crdt import (
     RGA,
@@ -37,6 +38,7 @@ from convergent.crdt import (
     MVRegister,
     ORMap,
     PNCounter,
+    Weights,
 )
 from convergent.crdt.applog import Segment
 from convergent.crdt.causal import Dot
@@ -653,6 +655,9 @@ def _encode_body(w: Writer, s: Crdt) -> Tag:
     if isinstance(s, RGA):
         _write_rga(w, s)
         return Tag.RGA
+    if isinstance(s, Weights):
+        write_weights(w, s)
+        return Tag.WEIGHTS
     raise TypeError(f"no encoding for {type(s).__name__}")
 
 
@@ -685,6 +690,8 @@ def _decode_body(r: Reader, tag: Tag) -> Crdt:
         return _read_applog(r)
     if tag == Tag.RGA:
         return _read_rga(r)
+    if tag == Tag.WEIGHTS:
+        return read_weights(r)
     raise InvalidError(f"tag {tag.name} is not a state")
 
 

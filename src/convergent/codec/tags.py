@@ -23,6 +23,7 @@ class Tag(IntEnum):
     APPEND_LOG = 0x07
     RGA = 0x08
     CAUSAL_CONTEXT = 0x09
+    WEIGHTS = 0x0A  # convergent.crdt.weights, encoded by convergent.codec.weights
     # The Run document (convergent.run.ops): one operation, a snapshot of every part, a
     # bundle of ops and blobs exchanged between replicas, and a replica's version.
     RUN_OP = 0x10

@@ -14,6 +14,7 @@ from convergent.crdt.ormap import MapOf, ORMap
 from convergent.crdt.register import LWWRegister, MVRegister
 from convergent.crdt.replica import Change, Replica, Subscription
 from convergent.crdt.rga import RGA
+from convergent.crdt.weights import Weights
 
 __all__ = [
     "RGA",
@@ -36,5 +37,6 @@ __all__ = [
     "ReplicaId",
     "Subscription",
     "Timestamp",
+    "Weights",
     "new_replica_id",
 ]

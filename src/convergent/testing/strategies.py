@@ -60,6 +60,16 @@ from convergent.crdt import (
     Replica,
     ReplicaId,
 )
+from convergent.crdt.weights import (
+    NEVER,
+    SKIP,
+    Checkpoint,
+    Contribution,
+    FoldState,
+    Weights,
+    codec_of,
+    quantize,
+)
 
 __all__ = [
     "TYPES",
@@ -593,6 +603,152 @@ RGA_LIST = CrdtType[RGA](
     ),
 )
 
+# -- weights ------------------------------------------------------------------------------
+
+_ROUNDS = st.integers(1, 4)
+_SIZES = (2, 1)
+
+
+def _weights_view(s: Weights) -> dict[str, Any]:
+    """`Weights` as plain Python: settings without their HLC (a test cannot predict it)."""
+    ck, members, slots, settings = s.summary()
+    return {
+        "checkpoint": ck,
+        "members": dict(members),
+        "slots": dict(slots),
+        "settings": sorted((k, r, rid, v) for (k, r, _, rid), v in settings),
+    }
+
+
+def _base(s: Weights, round: int) -> bytes:
+    """The digest a worker trains round ``round`` from: the fold of the round before, if any."""
+    d = s.decided_round()
+    if s.checkpoint is None or d < s.checkpoint.round:
+        return bytes(16)
+    return s.fold(max(s.checkpoint.round, min(round - 1, d))).digest
+
+
+def _contribution(s: Weights, a: Args) -> Contribution:
+    round, seed, n, codec = a
+    payload = quantize(np.array([seed, -seed, 0.25 * seed]), _SIZES, codec)
+    return Contribution(n, codec_of(codec), _base(s, round), payload)
+
+
+def _with_slot(s: Weights, key: tuple[int, int], digest: bytes) -> dict[str, Any]:
+    view = _weights_view(s)
+    ck = s.checkpoint
+    if ck is None or key[0] > ck.round:
+        old = view["slots"].get(key)
+        view["slots"][key] = digest if old is None else max(old, digest)
+    return view
+
+
+def _with_member(s: Weights, rid: int, join: int, leave: int) -> dict[str, Any]:
+    view = _weights_view(s)
+    j, left = view["members"].get(rid, (NEVER, NEVER))
+    view["members"][rid] = (min(j, join), min(left, leave))
+    return view
+
+
+def _with_checkpoint(s: Weights, ck: Checkpoint) -> dict[str, Any]:
+    view = _weights_view(s)
+    if s.checkpoint is None or ck.order() > s.checkpoint.order():
+        view["checkpoint"] = ck.order()
+        view["slots"] = {k: d for k, d in view["slots"].items() if k[0] > ck.round}
+    return view
+
+
+def _initial_weights(seed: int) -> Any:
+    return np.array([seed, 1.0, -0.5 * seed])
+
+
+def _with_setting(s: Weights, a: Args, by: Actor) -> dict[str, Any]:
+    view = _weights_view(s)
+    view["settings"] = sorted([*view["settings"], (a[0], a[2], by.replica, float(a[1]))])
+    return view
+
+
+def _compactable(s: Weights, a: Args) -> bool:
+    return s.checkpoint is not None and s.decided_round() > s.checkpoint.round
+
+
+def _compact_to(s: Weights, a: Args) -> int:
+    assert s.checkpoint is not None
+    through: int = a[0]
+    return min(s.checkpoint.round + through, s.decided_round())
+
+
+WEIGHTS = CrdtType[Weights](
+    "Weights",
+    Weights.initial,
+    (
+        Operation[Weights](
+            "initialize",
+            _one(st.integers(0, 2)),
+            lambda s, a, by: s.initialize(_initial_weights(a[0]), _SIZES, by=by),
+            lambda s, a, by: _with_checkpoint(
+                s,
+                Checkpoint(FoldState(0, _initial_weights(a[0]) * 1.0, np.zeros(3)), _SIZES),
+            ),
+        ),
+        Operation[Weights](
+            "enroll",
+            _one(_ROUNDS),
+            lambda s, a, by: s.enroll(a[0], by=by),
+            lambda s, a, by: _with_member(s, by.replica, a[0], NEVER),
+        ),
+        Operation[Weights](
+            "leave",
+            st.tuples(_ROUNDS, st.none() | st.integers(1, 8)),
+            lambda s, a, by: s.leave(a[0], by=by, member=a[1]),
+            lambda s, a, by: _with_member(s, by.replica if a[1] is None else a[1], NEVER, a[0]),
+        ),
+        Operation[Weights](
+            "contribute",
+            st.tuples(
+                _ROUNDS,
+                st.sampled_from([0.5, -1.0, 3.0]),
+                st.integers(1, 3),
+                st.sampled_from(["fp32", "fp16", "int8"]),
+            ),
+            lambda s, a, by: s.contribute(
+                a[0],
+                _contribution(s, a).payload,
+                n_samples=a[2],
+                codec=a[3],
+                base=_base(s, a[0]),
+                by=by,
+            ),
+            lambda s, a, by: _with_slot(s, (a[0], by.replica), _contribution(s, a).digest),
+        ),
+        Operation[Weights](
+            "skip",
+            st.tuples(_ROUNDS, st.integers(1, 8)),
+            lambda s, a, by: s.skip(a[0], a[1], by=by),
+            lambda s, a, by: _with_slot(s, (a[0], a[1]), SKIP.digest),
+        ),
+        Operation[Weights](
+            "configure",
+            st.tuples(
+                st.sampled_from(["outer_lr", "outer_momentum"]),
+                st.sampled_from([0.0, 0.5, 1.0]),
+                _ROUNDS,
+            ),
+            lambda s, a, by: s.configure(a[0], a[1], a[2], by=by),
+            _with_setting,
+        ),
+        Operation[Weights](
+            "compact",
+            _one(st.integers(1, 3)),
+            lambda s, a, by: s.compact(_compact_to(s, a), by=by),
+            lambda s, a, by: _with_checkpoint(s, Checkpoint(s.fold(_compact_to(s, a)), s.sizes)),
+            applies=_compactable,
+        ),
+    ),
+    observe=_weights_view,
+)
+
+
 TYPES: Mapping[str, CrdtType[Any]] = MappingProxyType(
     {
         t.name: t
@@ -607,6 +763,7 @@ TYPES: Mapping[str, CrdtType[Any]] = MappingProxyType(
             ORMAP_OF_ORMAP,
             APPEND_LOG,
             RGA_LIST,
+            WEIGHTS,
         )
     }
 )
