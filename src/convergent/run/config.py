@@ -19,12 +19,12 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from convergent.crdt import MVRegister, ORMap
+from convergent.crdt import Actor, CausalContext, MVRegister, ORMap
 from convergent.crdt.clock import wall_ms
 from convergent.crdt.values import Value, value_key
 from convergent.errors import SchemaError
@@ -57,6 +57,22 @@ def schema_of(state: ORMap) -> tuple[Schema, list[tuple[str, Value, str]]]:
 def applied_key(author: int, counter: int) -> str:
     """The ``applied`` part's key for the config write with dot ``(author, counter)``."""
     return f"{author:016x}:{counter}"
+
+
+def _set_observing(
+    state: ORMap, key: str, value: Value, seen: frozenset[tuple[int, int]], *, by: Actor
+) -> ORMap:
+    """`ORMap.set`, but the delta's context covers only the old writes in ``seen``: the
+    others are not replaced (the observed-remove part of a register write)."""
+    reg = state.get(key)
+    old = {tuple(d) for d in reg.entries} if isinstance(reg, MVRegister) else set()
+    delta = state.set(key, value, by=by)
+    ctx = CausalContext()
+    for dot in delta.context.dots():
+        if tuple(dot) not in old or tuple(dot) in seen:
+            ctx.add(*dot)
+    delta.context = ctx
+    return delta
 
 
 @dataclass(frozen=True)
@@ -123,6 +139,21 @@ class LiveConfig(Mapping[str, Value]):
 
     def __setitem__(self, key: str, value: Any) -> None:
         self._run._edit(Part.CONFIG, ORMap.set, key, self.schema.check(key, value))
+
+    def write(self, key: str, value: Any, *, seen: Iterable[tuple[int, int]] | None = None) -> None:
+        """Write ``value`` as someone who had seen only the writes ``seen`` of ``key``.
+
+        ``seen`` holds ``(author, counter)`` of `Written` values (what a person's screen
+        showed when they typed). A write they had not seen stays concurrent with this one,
+        so both are kept as a conflict, exactly as if their replica had not received it yet;
+        ``None`` replaces every value this replica holds (``config[key] = value``). The hub
+        writes this way for browser sessions, whose replica lives on the hub.
+        """
+        checked = self.schema.check(key, value)
+        if seen is None:
+            self._run._edit(Part.CONFIG, ORMap.set, key, checked)
+        else:
+            self._run._edit(Part.CONFIG, _set_observing, key, checked, frozenset(seen))
 
     def update_many(self, values: Mapping[str, Any]) -> None:
         """Check every value first, then write them as one op: all or nothing."""

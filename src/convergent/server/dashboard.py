@@ -153,6 +153,23 @@ def _label(value: Any) -> int | str:
     return value
 
 
+def _seen(raw: Any) -> list[tuple[int, int]] | None:
+    """The writes a browser had on screen when its user typed (``"author:counter"``): its
+    edit replaces those only, so a write it had not seen yet stays as a conflict."""
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or len(raw) > 1000:
+        raise MessageError("seen is a list of the written values' dots ('author:counter')")
+    out = []
+    for d in raw:
+        author, _, counter = str(d).partition(":")
+        try:
+            out.append((int(author, 16), int(counter)))
+        except ValueError:
+            raise MessageError(f"{d!r} is not a dot ('author:counter')") from None
+    return out
+
+
 def _config_value(run: Run, key: str, value: Any) -> Any:
     """JSON has one number type: give a choice key the choice the browser meant (1 for 1.0)."""
     param = run.schema.get(key) if key in run.schema else None
@@ -240,8 +257,8 @@ class Room:
             self._subscription = self.run.on_change(self._changed)
         if self.dirty:
             self.flush()
-        view = self.full_view()
         self.sessions.add(session)
+        view = self.full_view()
         self.dirty.add("presence")
         self._schedule()
         if self._refresher is None:
@@ -432,6 +449,7 @@ class Room:
                             "value": _json_value(w.value),
                             "by": run.members.name_of(w.author),
                             "time": _iso(w.time),
+                            "dot": f"{w.author:016x}:{w.counter}",
                         }
                         for w in written
                     ],
@@ -671,7 +689,8 @@ class Dashboard:
             if "value" not in msg:
                 raise MessageError("'set_config' needs 'value'")
             value = _config_value(run, key, msg["value"])
-            return lambda run: run.config.__setitem__(key, value)
+            seen = _seen(msg.get("seen"))
+            return lambda run: run.config.write(key, value, seen=seen)
         if kind == "reset_config":
             key = _get(msg, "key", str, "a config key")
             return lambda run: run.config.reset(key)

@@ -182,12 +182,16 @@ function localCheck(p, v) {
 }
 
 const configStatus = {}; // key -> {text, kind}: saving / saved / error, kept across renders
+// key -> the writes on screen when the user started typing: the edit replaces only those,
+// so a write that arrived meanwhile stays visible as a conflict instead of being overwritten.
+const editBase = {};
 
-async function setConfig(p, value, msgEl) {
+async function setConfig(p, value, seen) {
   configStatus[p.key] = { text: "saving…", kind: "pending" };
+  delete editBase[p.key];
   renderConfig();
   try {
-    await app.request({ type: "set_config", key: p.key, value });
+    await app.request({ type: "set_config", key: p.key, value, seen: seen ?? p.written.map((w) => w.dot) });
     configStatus[p.key] = { text: "saved", kind: "ok" };
   } catch (err) {
     configStatus[p.key] = { text: err.message, kind: "error" };
@@ -214,13 +218,14 @@ function renderConfig() {
         try { v = readInput(p, el); } catch (err) { configStatus[p.key] = { text: err.message, kind: "error" }; renderConfig(); return; }
         const problem = localCheck(p, v);
         if (problem) { configStatus[p.key] = { text: problem, kind: "error" }; renderConfig(); return; }
-        setConfig(p, v, msg);
+        setConfig(p, v, editBase[p.key]);
       },
     }, el, h("button.edit", { type: "submit" }, "Set"), h("button.link.edit", {
       type: "button", title: "Forget the written values: read the default again",
       onclick: async () => { try { await app.request({ type: "reset_config", key: p.key }); } catch (err) { app.toast(err.message); } },
     }, "reset"));
     if (p.kind === "bool" || p.kind === "choice") el.onchange = () => form.requestSubmit();
+    el.oninput = () => { if (!(p.key in editBase)) editBase[p.key] = p.written.map((w) => w.dot); };
     const w = p.written[p.written.length - 1];
     const eff = p.in_effect;
     const differs = eff && JSON.stringify(eff.value) !== JSON.stringify(p.value);
@@ -230,7 +235,7 @@ function renderConfig() {
         h("ul", {}, p.written.map((x) => h("li", {},
           h("strong", {}, fmt(x.value)), ` by ${x.by} at ${clock(x.time)} `,
           h("button.edit.resolve", { type: "button", "data-value": JSON.stringify(x.value),
-            onclick: () => setConfig(p, x.value) }, `Keep ${fmt(x.value)}`)))),
+            onclick: () => setConfig(p, x.value, p.written.map((w) => w.dot)) }, `Keep ${fmt(x.value)}`)))),
       ));
     }
     return h("tr", { "data-key": p.key, class: p.written.length > 1 ? "in-conflict" : "" },
