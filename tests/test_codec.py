@@ -34,6 +34,7 @@ from convergent.crdt import (
     ORMap,
     PNCounter,
     ReplicaId,
+    Weights,
 )
 
 CRASHERS = Path(__file__).parent / "fuzz-crashers"
@@ -86,6 +87,12 @@ def examples() -> dict[str, Crdt]:
     r.join_inplace(r.extend(["a", "b", "c"], by=a))
     r.join_inplace(r.delete(1, by=b))
     out["rga"] = r
+    w = Weights()
+    w.join_inplace(w.initialize(np.array([0.5, -1.0]), by=a))
+    w.join_inplace(w.enroll(1, by=a))
+    w.join_inplace(w.skip(1, 1, by=b))
+    w.join_inplace(w.configure("outer_lr", 1.0, 2, by=b))
+    out["weights"] = w
     return out
 
 
@@ -105,6 +112,9 @@ GOLDEN = {
     "appendlog": "0701030473746570010474696d65010576616c756502010000000000000001010002020214"
     "143fe00000000000008000000000000000",
     "rga": "08010100000000000000010302020200000000010102000161000162000163010400",
+    "weights": "0a01010001023fe0000000000000bff000000000000000000000000000000000000000000000"
+    "0100000000000000010100010100000000000000010201086f757465725f6c7202818080c0d6"
+    "fcf3c50100000000000000023ff0000000000000",
 }
 
 
