@@ -418,8 +418,8 @@ def _read_small_column(r: Reader, n: int, keyed: bool) -> list[Any]:
     buf = r.buffer
     out: list[Any]
     if kind == Column.INT:
-        a, r.pos = wire.decode_deltas(buf, r.pos, n)
-        return a.tolist()  # type: ignore[no-any-return]
+        ints, r.pos = wire.decode_deltas_list(buf, r.pos, n)
+        return ints
     if kind == Column.STR:
         out, r.pos = wire.decode_strings(buf, r.pos, n)
         return out
@@ -429,8 +429,8 @@ def _read_small_column(r: Reader, n: int, keyed: bool) -> list[Any]:
     if keyed and kind in (Column.FLOAT, Column.BOOL):
         raise InvalidError(f"key column at offset {at} holds values that cannot be keys")
     if kind == Column.FLOAT:
-        f, r.pos = wire.decode_f64s(buf, r.pos, n)
-        return f.tolist()  # type: ignore[no-any-return]
+        floats, r.pos = wire.decode_f64s_list(buf, r.pos, n)
+        return floats
     if kind == Column.BOOL:
         raw = r.raw(n)
         if any(b > 1 for b in raw):
@@ -468,8 +468,7 @@ def _read_flat_small(
     keys = _read_small_column(r, n, True) if keyed else [0] * n
     m = DotMap(kind)
     if kind is REGISTER_LEAF:
-        hlcs, r.pos = wire.decode_deltas(r.buffer, r.pos, n)
-        hl = hlcs.tolist()
+        hl, r.pos = wire.decode_deltas_list(r.buffer, r.pos, n)
         if n and (min(hl) < 0 or max(hl) > MAX_TIMESTAMP):
             raise InvalidError(f"HLC timestamp out of range in store at offset {at}")
         vals = _read_small_column(r, n, False)

@@ -51,7 +51,9 @@ __all__ = [
     "Writer",
     "decode_bytes_column",
     "decode_deltas",
+    "decode_deltas_list",
     "decode_f64s",
+    "decode_f64s_list",
     "decode_strings",
     "decode_uvarints",
     "encode_bytes_column",
@@ -600,6 +602,12 @@ def encode_uvarints(a: npt.ArrayLike) -> bytes:
 
 def _decode_uvarints_py(chunk: bytes, pos: int, n: int) -> tuple[NDArray[np.uint64], int]:
     """The loop form of `_decode_uvarints` for a few values: same results, same errors."""
+    vals, end = _uvarints_list(chunk, pos, n)
+    return np.array(vals, dtype=np.uint64), end
+
+
+def _uvarints_list(chunk: _View, pos: int, n: int) -> tuple[list[int], int]:
+    """`_decode_uvarints_py` as a list (``chunk`` holds the input from ``pos`` on)."""
     vals = []
     p = 0
     end = len(chunk)
@@ -630,7 +638,7 @@ def _decode_uvarints_py(chunk: bytes, pos: int, n: int) -> tuple[NDArray[np.uint
         if p - start == _U64_VARINT_BYTES and b > 1:
             raise InvalidError(f"varint at offset {pos + start} overflows uint64")
         vals.append(result)
-    return np.array(vals, dtype=np.uint64), pos + p
+    return vals, pos + p
 
 
 def _decode_uvarints(w: NDArray[np.uint8], pos: int, n: int) -> tuple[NDArray[np.uint64], int]:
@@ -841,6 +849,20 @@ def encode_deltas(a: npt.ArrayLike) -> bytes:
     return encode_uvarints(zigzag(d.view(np.int64)))
 
 
+def decode_deltas_list(buf: Buffer, pos: int, n: int) -> tuple[list[int], int]:
+    """`decode_deltas` for a few values (a single edit's column), as a Python list: the
+    same results and errors without numpy's per-call cost."""
+    view = _byteview(buf)
+    _check_span(len(view), pos, n)
+    chunk = view[pos : pos + min(_U64_VARINT_BYTES * n, len(view) - pos)]
+    zs, end = _uvarints_list(chunk, pos, n)
+    out, acc = [], 0
+    for z in zs:
+        acc = (acc + ((z >> 1) ^ -(z & 1))) & _M64
+        out.append(acc - (1 << 64) if acc >= 1 << 63 else acc)
+    return out, end
+
+
 def decode_deltas(buf: Buffer, pos: int, n: int) -> tuple[NDArray[np.int64], int]:
     """Decode ``n`` values written by :func:`encode_deltas`; returns ``(values, new_pos)``."""
     w = _u8(buf)
@@ -865,6 +887,21 @@ def encode_f64s(a: npt.ArrayLike) -> bytes:
         raise ValueError(f"encode_f64s needs a 1-D array, got shape {x.shape}")
     # Go through integers so no float conversion can touch the bits.
     return x.view(np.uint64).astype(">u8").tobytes()
+
+
+def decode_f64s_list(buf: Buffer, pos: int, n: int) -> tuple[list[float], int]:
+    """`decode_f64s` for a few values, as a Python list (bit-exact: ``struct`` copies the
+    IEEE-754 bits, NaN payloads included)."""
+    view = _byteview(buf)
+    _check_span(len(view), pos, n)
+    need = 8 * n
+    avail = len(view) - pos
+    if need > avail:
+        raise TruncatedError(
+            f"{n} floats at offset {pos} need {need} bytes, only {avail} left",
+            needed=need - avail,
+        )
+    return list(struct.unpack_from(f">{n}d", view, pos)), pos + need
 
 
 def decode_f64s(buf: Buffer, pos: int, n: int) -> tuple[NDArray[np.float64], int]:
