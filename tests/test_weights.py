@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -488,3 +489,48 @@ def test_contribution_digest_covers_everything() -> None:
     assert c.digest != Contribution(3, 2, base, b"abcd").digest  # type: ignore[arg-type]
     assert c.digest != Contribution(3, 1, b"\1" * 16, b"abcd").digest  # type: ignore[arg-type]
     assert SKIP.digest > c.digest
+
+
+def test_docstring_examples_run() -> None:
+    import doctest
+
+    import convergent.crdt.weights
+    import convergent.run.weights
+
+    for module in (convergent.crdt.weights, convergent.run.weights):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0
+
+
+# -- in a run -------------------------------------------------------------------------------
+
+
+def test_weights_travel_between_runs_as_ops(tmp_path: Path) -> None:
+    import convergent
+    from convergent.run import Run
+
+    alice = convergent.open(tmp_path / "alice.db")
+    bob = Run(join=alice.export_since())
+    alice.weights.initialize(np.arange(4.0), (3, 1))
+    bob.merge_bytes(alice.export_since(bob.version))
+    assert alice.weights.enroll(1) == 1 and bob.weights.enroll(1) == 1
+    for r in (1, 2, 3):
+        for run in (alice, bob):  # each trains from its own read of round r - 1
+            run.merge_bytes((bob if run is alice else alice).export_since(run.version))
+            assert run.weights.decided_round() == r - 1
+            base = run.weights.fold(r - 1).digest
+            step = np.full(4, 0.1 * r if run is alice else -0.05)
+            run.weights.contribute(r, step, n_samples=16, base=base, codec="int8")
+    alice.merge_bytes(bob.export_since(alice.version))
+    bob.merge_bytes(alice.export_since(bob.version))
+    assert alice.weights.model().digest == bob.weights.model().digest
+    assert alice.weights.model().round == 3
+    assert alice.weights.compact() == 2  # round 3 has no round 4 built on it
+    assert alice.weights.model().digest == bob.weights.model().digest
+    digest = alice.weights.model().digest
+    alice.compact()
+    alice.close()
+    again = convergent.open(tmp_path / "alice.db")
+    assert again.weights.model().digest == digest
+    assert again.weights.state().checkpoint is not None
+    again.close()

@@ -22,6 +22,7 @@ from convergent.run.parts import (
 )
 from convergent.run.schema import Bool, Choice, Float, Int, List, Param, Schema, Str
 from convergent.run.snapshot import RunSnapshot
+from convergent.run.weights import RunWeights
 
 __all__ = [
     "Bool",
@@ -48,6 +49,7 @@ __all__ = [
     "Run",
     "RunChange",
     "RunSnapshot",
+    "RunWeights",
     "Sample",
     "Schema",
     "Str",

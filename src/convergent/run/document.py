@@ -215,6 +215,7 @@ class Run:
         from convergent.run.config import LiveConfig
         from convergent.run.dataset import Dataset
         from convergent.run.parts import Checkpoints, Control, Members, Notes
+        from convergent.run.weights import RunWeights
 
         self.config: LiveConfig = LiveConfig(self)
         self.dataset: Dataset = Dataset(self)
@@ -222,6 +223,7 @@ class Run:
         self.checkpoints: Checkpoints = Checkpoints(self)
         self.control: Control = Control(self)
         self.members: Members = Members(self)
+        self.weights: RunWeights = RunWeights(self)
         self._schema_cache: tuple[int, Schema, list[tuple[str, Any, str]]] | None = None
         self._metric_cache: dict[str, Any] = {}
         self._snapshot_cache: RunSnapshot | None = None

@@ -28,7 +28,16 @@ from convergent.codec import decode, encode
 from convergent.codec.states import read_context, write_context
 from convergent.codec.tags import VERSIONS, Tag
 from convergent.codec.wire import Reader, Writer
-from convergent.crdt import RGA, AppendLog, AWSet, CausalContext, Crdt, MVRegister, ORMap
+from convergent.crdt import (
+    RGA,
+    AppendLog,
+    AWSet,
+    CausalContext,
+    Crdt,
+    MVRegister,
+    ORMap,
+    Weights,
+)
 from convergent.crdt.clock import MAX_TIMESTAMP
 from convergent.errors import InvalidError, TruncatedError, UnsupportedVersionError
 
@@ -53,6 +62,7 @@ class Part(IntEnum):
     MEMBERS = 15  # user -> (display name, role)
     REPLICAS = 16  # replica id -> user
     APPLIED = 17  # "replica:counter" of a config write -> training step it took effect at
+    WEIGHTS = 18  # the weights CRDT: decided-round contributions of training workers
 
     @property
     def bit(self) -> int:
@@ -88,6 +98,7 @@ INITIAL: dict[Part, Callable[[], Crdt]] = {
     Part.MEMBERS: ORMap,
     Part.REPLICAS: ORMap,
     Part.APPLIED: ORMap,
+    Part.WEIGHTS: Weights,
 }
 
 ALL_PARTS = sum(p.bit for p in Part)

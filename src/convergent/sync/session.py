@@ -64,7 +64,14 @@ WRITABLE: dict[Role, frozenset[Part]] = {
         Part.COMMANDS,
     },
     Role.WORKER: _PEOPLE
-    | {Part.METRICS, Part.METRIC_NAMES, Part.CHECKPOINTS, Part.APPLIED, Part.COMMANDS},
+    | {
+        Part.METRICS,
+        Part.METRIC_NAMES,
+        Part.CHECKPOINTS,
+        Part.APPLIED,
+        Part.COMMANDS,
+        Part.WEIGHTS,
+    },
     Role.ADMIN: frozenset(Part),
 }
 
