@@ -50,6 +50,7 @@ from convergent.run import Part, Run, RunChange
 from convergent.run.dataset import format_id, parse_id
 from convergent.server.hub import Hub
 from convergent.sync.protocol import Role
+from convergent.sync.session import WRITABLE
 
 STATIC = Path(__file__).parent / "static"
 PUSH_INTERVAL = 0.1  # seconds between two pushes of one run: a trainer never floods a browser
@@ -319,10 +320,10 @@ class Room:
             if dirty - _METRIC_PARTS - {"presence"}:
                 self._history = None
                 update.update(self.parts_view(dirty))
-            if dirty - {"metrics", "metric_names"} or "presence" in dirty:
+            if dirty - _METRIC_PARTS:
                 update["presence"] = self.presence_view()
-                update["workers"] = self.workers_view()
                 self._sent_online = self._online_state()
+            update["workers"] = self.workers_view()  # their last steps move with the metrics
         text = json.dumps(update, separators=(",", ":"))
         for s in list(self.sessions):
             s.offer(text)
@@ -671,8 +672,8 @@ class Dashboard:
         user = session.user
 
         def act(run: Run) -> Any:
-            if not session.identified:
-                run.members.identify(user)
+            if not session.identified and Part.REPLICAS in WRITABLE[session.role]:
+                run.members.identify(user)  # the first edit names its author in the history
             return edit(run)
 
         result = self.hub.act(room.name, ReplicaId(session.replica), session.role, act)

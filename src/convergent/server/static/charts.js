@@ -148,7 +148,7 @@ export class Charts {
       cursor: { drag: { x: true, y: false, setScale: true } },
       series: [
         { label: "step", value: (u, v) => (v == null ? "—" : fmt(v)) },
-        { label: name, stroke: color + "44", width: 1, points: { show: false } },
+        { label: name, stroke: color + "66", width: 1, points: { show: false } },
         { label: "smoothed", stroke: color, width: 2, points: { show: false },
           value: (u, v) => (v == null ? "—" : fmt(v)) },
       ],

@@ -37,6 +37,7 @@ const app = {
 window.convergent.app = app;
 
 const charts = new Charts($("charts"), { onFirstDraw: () => app.mark("chart") });
+window.convergent.charts = charts;
 const dataset = new DatasetBrowser($("view-dataset"), app);
 
 // -- tabs ------------------------------------------------------------------------------------
