@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from convergent import __version__
@@ -30,6 +31,7 @@ from convergent.cli.client import (
 )
 from convergent.cli.demo import run_demo
 from convergent.cli.hub import DEFAULT_PORT, DEFAULT_STORE, create_token, data_folder, serve
+from convergent.cli.output import console_for, emit, new_table, when
 from convergent.errors import ConvergentError
 from convergent.server.hub import DEFAULT_QUEUE
 from convergent.server.tokens import TokenStore
@@ -133,7 +135,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     setp.add_argument("value", help="a JSON value (0.02, 64, true, [0.9, 0.99]) or text")
     getp = sub.add_parser("get", parents=[common], help="read config values")
     getp.add_argument("key", nargs="?", default=None)
-    sub.add_parser("config", parents=[common], help="the config with conflicts and rules")
+    sub.add_parser(
+        "config",
+        parents=[common],
+        help="the config: requested and in effect (at which step), conflicts, rules",
+    )
     sub.add_parser("status", parents=[common], help="the run's state, size and last metrics")
     for action, text in (
         ("pause", "pause the trainers at their next step"),
@@ -230,8 +236,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         raise ConvergentError("no such token")
                     print("revoked", file=out)
                 else:
+                    table = new_table("token", "run", "role", "created (UTC)", "note")
                     for t in tokens.list():
-                        print(f"{t.prefix}...  run {t.run}  {t.role.label}  {t.note}", file=out)
+                        created = datetime.fromtimestamp(t.created, UTC)
+                        table.add_row(f"{t.prefix}...", t.run, t.role.label, when(created), t.note)
+                    emit(console_for(out), table)
             finally:
                 tokens.close()
             return 0

@@ -1,14 +1,33 @@
 """The commands people use around a live run: ``train``, ``set``, ``get``, ``config``,
-``status``, ``pause``/``resume``/``stop``/``checkpoint`` (against a hub URL)."""
+``status``, ``pause``/``resume``/``stop``/``checkpoint``, ``history``, ``log``, ``notes``,
+``data`` (against a hub URL).
+
+Read commands print rich tables (plain text when piped, see `convergent.cli.output`) or,
+with ``--json``, one JSON document for scripts.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
+from collections import Counter
 from typing import Any, TextIO
 
+from rich.text import Text
+
 import convergent
+from convergent.cli.output import (
+    TrainingProgress,
+    busy,
+    console_for,
+    emit,
+    new_table,
+    rule_of,
+    show,
+    wait_synced,
+    when,
+)
 from convergent.errors import ConvergentError
 from convergent.sync.client import LiveRun
 
@@ -42,7 +61,7 @@ def parse_value(text: str) -> Any:
 def cmd_set(url: str, token: str | None, key: str, value: str, out: TextIO) -> None:
     with open_live(url, token) as run:
         run.config[key] = parse_value(value)
-        run.wait_synced(10)
+        wait_synced(run, console_for(out), 10)
         print(f"{key} = {run.config[key]!r}", file=out)
 
 
@@ -82,39 +101,90 @@ def cmd_config(url: str, token: str | None, as_json: bool, out: TextIO) -> None:
         if as_json:
             print(json.dumps(rows, default=list), file=out)
             return
-        width = max((len(r["key"]) for r in rows), default=3)
+        # What a trainer applied, and at which step: the last change of each key that a
+        # trainer recorded (requested and in effect are different facts).
+        in_effect: dict[str, tuple[Any, int]] = {}
+        for e in run.history("config"):
+            if e.key is not None and e.step is not None:
+                in_effect[e.key] = (e.new, e.step)
+        table = new_table("key", "requested", "in effect", "rule", "conflict")
         for r in rows:
-            line = f"{r['key']:<{width}}  {r['value']!r:<12} {r['rule']}"
-            if r["conflict"]:
-                both = ", ".join(f"{w['value']!r} by {w['by']}" for w in r["conflict"])
-                line += f"   CONFLICT: {both}"
-            print(line, file=out)
+            requested = Text(show(r["value"]))
+            effect = Text("-", style="dim")
+            if r["key"] in in_effect:
+                value, step = in_effect[r["key"]]
+                effect = Text(f"{show(value)} since step {step:,}")
+                if show(value) != show(r["value"]):
+                    requested.append(" (pending)", style="yellow")
+            conflict = Text("", style="bold red")
+            c = conflicts.get(r["key"])
+            for i, w in enumerate(() if c is None else c.values):
+                by = run.members.name_of(w.author)
+                conflict.append(("\n" if i else "") + f"{show(w.value)} by {by} at {when(w.time)}")
+            table.add_row(
+                Text(r["key"], style="bold red" if r["conflict"] else "bold"),
+                requested,
+                effect,
+                rule_of(run.schema[r["key"]]),
+                conflict,
+            )
+        console = console_for(out)
+        emit(console, table)
+        if conflicts:
+            emit(
+                console,
+                f"{len(conflicts)} key(s) in conflict: everyone reads the requested value "
+                "until someone sets the key again",
+                style="red",
+            )
 
 
 def cmd_status(url: str, token: str | None, as_json: bool, out: TextIO) -> None:
     with open_live(url, token) as run:
+        series = {m: run.metrics(m) for m in run.metric_names()}
         info: dict[str, Any] = {
             "run": run.id,
             "state": run.control.state,
             "samples": len(run.dataset),
             "ops": run.version.ops,
             "config": run.config.to_dict(),
-            "metrics": {m: run.metrics(m).last() for m in run.metric_names()},
+            "metrics": {m: s.last() for m, s in series.items()},
             "last_step": max(
-                (int(run.metrics(m).step.max()) for m in run.metric_names() if len(run.metrics(m))),
+                (int(s.step.max()) for s in series.values() if len(s)),
                 default=None,
             ),
         }
         if as_json:
             print(json.dumps(info, default=list), file=out)
             return
-        print(
-            f"run {info['run']}: {info['state']}, {info['samples']:,} samples, "
-            f"step {info['last_step']}",
-            file=out,
+        console = console_for(out)
+        step = "-" if info["last_step"] is None else f"{info['last_step']:,}"
+        head = Text.assemble(
+            ("run ", "dim"),
+            (str(info["run"]), "bold"),
+            "  ",
+            (str(info["state"]), STATE_STYLE.get(str(info["state"]), "")),
+            ("  step ", "dim"),
+            step,
+            ("  samples ", "dim"),
+            f"{info['samples']:,}",
+            ("  ops ", "dim"),
+            f"{info['ops']:,}",
         )
-        for m, v in info["metrics"].items():
-            print(f"  {m} = {v}", file=out)
+        emit(console, head)
+        if series:
+            table = new_table("metric", "last", "at step", numeric=("last", "at step"))
+            for name, s in series.items():
+                last = s.last()
+                table.add_row(
+                    name,
+                    "-" if last is None else f"{last:.4g}",
+                    f"{int(s.step[-1]):,}" if len(s) else "-",
+                )
+            emit(console, table)
+
+
+STATE_STYLE = {"running": "bold green", "paused": "bold yellow", "stopped": "bold red"}
 
 
 def cmd_control(url: str, token: str | None, action: str, out: TextIO) -> None:
@@ -125,7 +195,7 @@ def cmd_control(url: str, token: str | None, action: str, out: TextIO) -> None:
             {"pause": run.control.pause, "resume": run.control.resume, "stop": run.control.stop}[
                 action
             ]()
-        run.wait_synced(10)
+        wait_synced(run, console_for(out), 10)
         print(f"{action}: sent (the run is {run.control.state})", file=out)
 
 
@@ -139,12 +209,23 @@ def cmd_train(
 ) -> None:
     from convergent.training.tasks import ensure_digits, load_task, train
 
+    console = console_for(out)
     with open_live(url, token, user="trainer") as run:
-        added = ensure_digits(run) if task.startswith("digits") else 0
-        if added:
-            print(f"imported {added:,} digits (20 % for validation)", file=out)
-        train(run, load_task(task), steps=steps, out=out, resume=resume)
-        run.wait_synced(30)
+        if task.startswith("digits"):
+            with busy(console, "importing the digits"):
+                added = ensure_digits(run)
+            if added:
+                print(f"imported {added:,} digits (20 % for validation)", file=out)
+        fn = load_task(task)
+        if not console.is_terminal:
+            # A log file or a pipe: the trainer's report line every 100 steps, nothing redrawn.
+            train(run, fn, steps=steps, out=out, resume=resume)
+        else:
+            latest = run.checkpoints.latest() if resume else None
+            start = 0 if latest is None else latest.step
+            with TrainingProgress(console, steps, start) as progress:
+                train(run, progress.watch(fn), steps=steps, out=progress.out, resume=resume)
+        wait_synced(run, console, 30)
 
 
 def cmd_history(
@@ -174,8 +255,17 @@ def cmd_history(
             ]
             print(json.dumps(rows, default=list), file=out)
             return
+        table = new_table("time (UTC)", "user", "part", "change", "in effect at step")
+        table.columns[-1].justify = "right"
         for e in entries:
-            print(e, file=out)
+            table.add_row(
+                Text(when(e.time), style="dim"),
+                Text(e.user, style="bold"),
+                e.part,
+                e.what,
+                "" if e.step is None else f"{e.step:,}",
+            )
+        emit(console_for(out), table)
 
 
 def cmd_log(
@@ -190,16 +280,26 @@ def cmd_log(
         if as_json:
             print(json.dumps(data), file=out)
             return
+        table = new_table("metric", "step", "value", numeric=("step", "value"))
         for name, points in data.items():
-            shown = "  ".join(f"{step}:{value:.4g}" for step, value in points)
-            print(f"{name:<14} {shown}", file=out)
+            for i, (step, value) in enumerate(points):
+                table.add_row(
+                    Text(name, style="bold"),
+                    f"{step:,}",
+                    f"{value:.4g}",
+                    end_section=i == len(points) - 1,
+                )
+            if not points:
+                table.add_row(Text(name, style="bold"), "-", "no points yet", end_section=True)
+        emit(console_for(out), table)
 
 
 def cmd_notes(url: str, token: str | None, add: str | None, as_json: bool, out: TextIO) -> None:
     with open_live(url, token) as run:
+        console = console_for(out)
         if add is not None:
             run.notes.add(add)
-            run.wait_synced(10)
+            wait_synced(run, console, 10)
         notes = run.notes.list()
         if as_json:
             print(
@@ -217,23 +317,48 @@ def cmd_notes(url: str, token: str | None, add: str | None, as_json: bool, out: 
                 file=out,
             )
             return
+        table = new_table("id", "time (UTC)", "by", "note", "resolved")
         for c in notes:
-            mark = "x" if c.resolved else " "
-            print(f"[{mark}] {c.id}  {run.members.name_of(c.author)}: {c.text}", file=out)
+            table.add_row(
+                Text(c.id, style="dim"),
+                when(c.created),
+                Text(run.members.name_of(c.author), style="bold"),
+                Text(c.text, style="dim" if c.resolved else ""),
+                Text("yes", style="green") if c.resolved else "",
+            )
+        emit(console, table)
+
+
+SPLITS = ("train", "val", "test")
 
 
 def cmd_data(
     url: str, token: str | None, action: str, args: list[str], as_json: bool, out: TextIO
 ) -> None:
+    console = console_for(out)
     with open_live(url, token) as run:
         d = run.dataset
         if action == "ls":
             counts = {str(k): v for k, v in d.counts().items()}
-            splits = {s: len(d.ids(s)) for s in ("train", "val", "test")}
+            splits = {s: len(d.ids(s)) for s in SPLITS}
             if as_json:
                 print(json.dumps({"samples": len(d), "labels": counts, "splits": splits}), file=out)
-            else:
-                print(f"{len(d):,} samples; splits {splits}; per label {counts}", file=out)
+                return
+            per_split = {s: Counter(d.labels(s).tolist()) for s in SPLITS}
+            table = new_table("label", *SPLITS, "total", numeric=(*SPLITS, "total"))
+            labels = sorted(d.counts().items(), key=lambda kv: (type(kv[0]).__name__, kv[0]))
+            for i, (label, n) in enumerate(labels):
+                table.add_row(
+                    Text("(none)" if label is None else str(label), style="bold"),
+                    *(f"{per_split[s][label]:,}" for s in SPLITS),
+                    f"{n:,}",
+                    end_section=i == len(labels) - 1,
+                )
+            table.add_row(
+                Text("all", style="bold"), *(f"{splits[s]:,}" for s in SPLITS), f"{len(d):,}"
+            )
+            emit(console, f"{len(d):,} samples, {len(counts):,} labels")
+            emit(console, table)
             return
         if action == "import":
             if len(args) != 1:
@@ -241,12 +366,13 @@ def cmd_data(
                     "data import takes one source: digits, iris, a .csv file or a folder"
                 )
             source = args[0]
-            if source in ("digits", "iris", "wine", "breast_cancer"):
-                ids = d.from_sklearn(source)
-            elif source.endswith(".csv"):
-                ids = d.from_csv(source)
-            else:
-                ids = d.from_folder(source)
+            with busy(console, f"importing {source}"):
+                if source in ("digits", "iris", "wine", "breast_cancer"):
+                    ids = d.from_sklearn(source)
+                elif source.endswith(".csv"):
+                    ids = d.from_csv(source)
+                else:
+                    ids = d.from_folder(source)
         elif action == "remove":
             d.remove(args)
             ids = args  # type: ignore[assignment]
@@ -257,5 +383,5 @@ def cmd_data(
             ids = [args[0]]  # type: ignore[list-item]
         else:
             raise ConvergentError(f"unknown data action {action!r}")
-        run.wait_synced(30)
+        wait_synced(run, console, 30)
         print(f"{action}: {len(ids):,} samples; the run now has {len(d):,}", file=out)
