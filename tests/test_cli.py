@@ -248,3 +248,26 @@ def test_train_draws_a_progress_bar_on_a_terminal(hub: HubProcess) -> None:
     # --json is the same document on a terminal: no colour, no bar
     status = json.loads(cli("status", *url, "--json", token=hub.admin, terminal=True).stdout)
     assert status["last_step"] == 100 and status["samples"] == 1797
+
+
+def test_the_commands_work_on_a_local_run_file_and_name_their_user(tmp_path: Path) -> None:
+    path = tmp_path / "local.convergent"
+    with convergent.open(path, config={"lr": Float(0.1, min=0.0)}, user="alice") as run:
+        run.notes.add("started offline")
+    done = cli("set", "lr", "0.02", "--url", str(path), "--user", "carol")
+    assert done.returncode == 0, done.stderr
+    assert "lr = 0.02" in done.stdout
+    history = json.loads(cli("history", "config", "lr", "--url", str(path), "--json").stdout)
+    assert [(e["user"], e["new"]) for e in history][-1] == ("carol", 0.02)
+    imported = cli("data", "import", "iris", "--url", str(path), "--user", "carol")
+    assert imported.returncode == 0, imported.stderr
+    listing = json.loads(cli("data", "ls", "--url", str(path), "--json").stdout)
+    assert sum(listing["labels"].values()) == listing["samples"] == 149  # 150 rows, 1 repeated
+    bad = cli("set", "lr", "-1", "--url", str(path))
+    assert bad.returncode == 2 and "lr" in bad.stderr
+    missing = cli("get", "--url", str(tmp_path / "typo.convergent"))
+    assert missing.returncode == 2 and "no run file at" in missing.stderr
+    assert not (tmp_path / "typo.convergent").exists()
+    with convergent.open(path) as run:  # what the CLI wrote is in the file
+        assert run.config["lr"] == 0.02 and len(run.dataset) == 149
+        assert [n.text for n in run.notes.list()] == ["started offline"]

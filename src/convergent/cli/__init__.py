@@ -32,6 +32,7 @@ from convergent.cli.client import (
 from convergent.cli.demo import run_demo
 from convergent.cli.hub import DEFAULT_PORT, DEFAULT_STORE, create_token, data_folder, serve
 from convergent.cli.output import console_for, emit, new_table, when
+from convergent.cli.worker import add_worker_parser, cmd_worker
 from convergent.errors import ConvergentError
 from convergent.server.hub import DEFAULT_QUEUE
 from convergent.server.tokens import TokenStore
@@ -114,7 +115,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     listing = tok_sub.add_parser("list", help="the tokens' grants (tokens are stored hashed)")
     listing.add_argument("--store", default=DEFAULT_STORE, help="the hub's data folder")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--url", default=DEFAULT_URL, help="the run (default: %(default)s)")
+    common.add_argument(
+        "--url",
+        default=DEFAULT_URL,
+        help="the run: a hub URL, or the path of a local run file (default: %(default)s)",
+    )
+    common.add_argument(
+        "--user", default=None, help="who edits (default: CONVERGENT_USER, else your login)"
+    )
     common.add_argument("--token", default=None, help="access token (or CONVERGENT_TOKEN)")
     common.add_argument("--json", action="store_true", help="machine-readable output")
     train = sub.add_parser(
@@ -130,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     train.add_argument("--task", default="digits-mlp", help="digits-mlp, digits-cnn or module:fn")
     train.add_argument("--steps", type=int, default=None, help="stop after this many steps")
     train.add_argument("--resume", action="store_true", help="start from the latest checkpoint")
+    add_worker_parser(sub, common)
     setp = sub.add_parser("set", parents=[common], help="set a config key: convergent set lr 0.02")
     setp.add_argument("key")
     setp.add_argument("value", help="a JSON value (0.02, 64, true, [0.9, 0.99]) or text")
@@ -181,34 +190,46 @@ def main(argv: Sequence[str] | None = None) -> int:
                 run_live_demo(args.store, args.steps, out)
             return 0
         if args.command == "train":
-            cmd_train(args.url, args.token, args.task, args.steps, args.resume, out)
+            cmd_train(args.url, args.token, args.task, args.steps, args.resume, out, user=args.user)
+            return 0
+        if args.command == "worker":
+            cmd_worker(args, out)
             return 0
         if args.command == "set":
-            cmd_set(args.url, args.token, args.key, args.value, out)
+            cmd_set(args.url, args.token, args.key, args.value, out, user=args.user)
             return 0
         if args.command == "get":
-            cmd_get(args.url, args.token, args.key, args.json, out)
+            cmd_get(args.url, args.token, args.key, args.json, out, user=args.user)
             return 0
         if args.command == "config":
-            cmd_config(args.url, args.token, args.json, out)
+            cmd_config(args.url, args.token, args.json, out, user=args.user)
             return 0
         if args.command == "status":
-            cmd_status(args.url, args.token, args.json, out)
+            cmd_status(args.url, args.token, args.json, out, user=args.user)
             return 0
         if args.command == "history":
-            cmd_history(args.url, args.token, args.part, args.key, args.limit, args.json, out)
+            cmd_history(
+                args.url,
+                args.token,
+                args.part,
+                args.key,
+                args.limit,
+                args.json,
+                out,
+                user=args.user,
+            )
             return 0
         if args.command == "log":
-            cmd_log(args.url, args.token, args.names, args.tail, args.json, out)
+            cmd_log(args.url, args.token, args.names, args.tail, args.json, out, user=args.user)
             return 0
         if args.command == "notes":
-            cmd_notes(args.url, args.token, args.add, args.json, out)
+            cmd_notes(args.url, args.token, args.add, args.json, out, user=args.user)
             return 0
         if args.command == "data":
-            cmd_data(args.url, args.token, args.action, args.args, args.json, out)
+            cmd_data(args.url, args.token, args.action, args.args, args.json, out, user=args.user)
             return 0
         if args.command in ("pause", "resume", "stop", "checkpoint"):
-            cmd_control(args.url, args.token, args.command, out)
+            cmd_control(args.url, args.token, args.command, out, user=args.user)
             return 0
         if args.command == "serve":
             if args.max_frame < 1024:

@@ -1,6 +1,6 @@
 """The commands people use around a live run: ``train``, ``set``, ``get``, ``config``,
 ``status``, ``pause``/``resume``/``stop``/``checkpoint``, ``history``, ``log``, ``notes``,
-``data`` (against a hub URL).
+``data`` (against a hub URL or a local run file).
 
 Read commands print rich tables (plain text when piped, see `convergent.cli.output`) or,
 with ``--json``, one JSON document for scripts.
@@ -8,6 +8,7 @@ with ``--json``, one JSON document for scripts.
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import sys
@@ -29,7 +30,7 @@ from convergent.cli.output import (
     when,
 )
 from convergent.errors import ConvergentError
-from convergent.sync.client import LiveRun
+from convergent.run import Run
 
 DEFAULT_URL = "http://127.0.0.1:7433/runs/digits"
 
@@ -41,7 +42,31 @@ def token_of(given: str | None) -> str:
     return token
 
 
-def open_live(url: str, token: str | None, user: str | None = None) -> LiveRun:
+def is_hub_url(url: str) -> bool:
+    return url.startswith(("http://", "https://", "ws://", "wss://"))
+
+
+def user_of(given: str | None) -> str:
+    """Who edits: ``--user``, else ``CONVERGENT_USER``, else the login name."""
+    return given or os.environ.get("CONVERGENT_USER") or getpass.getuser()
+
+
+def open_live(url: str, token: str | None, user: str | None = None) -> Run:
+    """The run at ``url``: a hub's run (``http://HOST:PORT/runs/NAME``, kept in sync), or a
+    local run file (any other text is a path; created if missing).
+
+    ``user`` names whoever edits through this replica; commands that only read pass none
+    (a local file is one replica: naming a reader would re-attribute its past edits).
+    """
+    if not is_hub_url(url):
+        if user is None and not os.path.exists(url):
+            raise ConvergentError(
+                f"no run file at {url} (and no hub URL: http://HOST:PORT/runs/NAME)"
+            )
+        try:
+            return convergent.open(url, user=user)
+        except OSError as err:
+            raise ConvergentError(f"cannot open the run file {url}: {err}") from None
     try:
         return convergent.connect(url, token_of(token), user=user, wait=10)
     except TimeoutError as err:
@@ -58,15 +83,24 @@ def parse_value(text: str) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
-def cmd_set(url: str, token: str | None, key: str, value: str, out: TextIO) -> None:
-    with open_live(url, token) as run:
+def cmd_set(
+    url: str, token: str | None, key: str, value: str, out: TextIO, user: str | None = None
+) -> None:
+    with open_live(url, token, user_of(user)) as run:
         run.config[key] = parse_value(value)
         wait_synced(run, console_for(out), 10)
         print(f"{key} = {run.config[key]!r}", file=out)
 
 
-def cmd_get(url: str, token: str | None, key: str | None, as_json: bool, out: TextIO) -> None:
-    with open_live(url, token) as run:
+def cmd_get(
+    url: str,
+    token: str | None,
+    key: str | None,
+    as_json: bool,
+    out: TextIO,
+    user: str | None = None,
+) -> None:
+    with open_live(url, token, None) as run:
         values = run.config.to_dict() if key is None else {key: run.config[key]}
         if as_json:
             print(json.dumps(values), file=out)
@@ -75,8 +109,10 @@ def cmd_get(url: str, token: str | None, key: str | None, as_json: bool, out: Te
                 print(f"{k} = {v!r}", file=out)
 
 
-def cmd_config(url: str, token: str | None, as_json: bool, out: TextIO) -> None:
-    with open_live(url, token) as run:
+def cmd_config(
+    url: str, token: str | None, as_json: bool, out: TextIO, user: str | None = None
+) -> None:
+    with open_live(url, token, None) as run:
         conflicts = {c.key: c for c in run.config.conflicts()}
         rows: list[dict[str, Any]] = []
         for key, value in run.config.to_dict().items():
@@ -139,8 +175,10 @@ def cmd_config(url: str, token: str | None, as_json: bool, out: TextIO) -> None:
             )
 
 
-def cmd_status(url: str, token: str | None, as_json: bool, out: TextIO) -> None:
-    with open_live(url, token) as run:
+def cmd_status(
+    url: str, token: str | None, as_json: bool, out: TextIO, user: str | None = None
+) -> None:
+    with open_live(url, token, None) as run:
         series = {m: run.metrics(m) for m in run.metric_names()}
         info: dict[str, Any] = {
             "run": run.id,
@@ -187,8 +225,10 @@ def cmd_status(url: str, token: str | None, as_json: bool, out: TextIO) -> None:
 STATE_STYLE = {"running": "bold green", "paused": "bold yellow", "stopped": "bold red"}
 
 
-def cmd_control(url: str, token: str | None, action: str, out: TextIO) -> None:
-    with open_live(url, token) as run:
+def cmd_control(
+    url: str, token: str | None, action: str, out: TextIO, user: str | None = None
+) -> None:
+    with open_live(url, token, user_of(user)) as run:
         if action == "checkpoint":
             run.control.checkpoint_now()
         else:
@@ -206,11 +246,12 @@ def cmd_train(
     steps: int | None,
     resume: bool,
     out: TextIO = sys.stdout,
+    user: str | None = None,
 ) -> None:
     from convergent.training.tasks import ensure_digits, load_task, train
 
     console = console_for(out)
-    with open_live(url, token, user="trainer") as run:
+    with open_live(url, token, user or "trainer") as run:
         if task.startswith("digits"):
             with busy(console, "importing the digits"):
                 added = ensure_digits(run)
@@ -236,8 +277,9 @@ def cmd_history(
     limit: int,
     as_json: bool,
     out: TextIO,
+    user: str | None = None,
 ) -> None:
-    with open_live(url, token) as run:
+    with open_live(url, token, None) as run:
         entries = run.history(part, key, limit=limit)
         if as_json:
             rows = [
@@ -269,9 +311,15 @@ def cmd_history(
 
 
 def cmd_log(
-    url: str, token: str | None, names: list[str], tail: int, as_json: bool, out: TextIO
+    url: str,
+    token: str | None,
+    names: list[str],
+    tail: int,
+    as_json: bool,
+    out: TextIO,
+    user: str | None = None,
 ) -> None:
-    with open_live(url, token) as run:
+    with open_live(url, token, None) as run:
         names = names or run.metric_names()
         data = {}
         for name in names:
@@ -294,8 +342,15 @@ def cmd_log(
         emit(console_for(out), table)
 
 
-def cmd_notes(url: str, token: str | None, add: str | None, as_json: bool, out: TextIO) -> None:
-    with open_live(url, token) as run:
+def cmd_notes(
+    url: str,
+    token: str | None,
+    add: str | None,
+    as_json: bool,
+    out: TextIO,
+    user: str | None = None,
+) -> None:
+    with open_live(url, token, None if add is None else user_of(user)) as run:
         console = console_for(out)
         if add is not None:
             run.notes.add(add)
@@ -333,10 +388,16 @@ SPLITS = ("train", "val", "test")
 
 
 def cmd_data(
-    url: str, token: str | None, action: str, args: list[str], as_json: bool, out: TextIO
+    url: str,
+    token: str | None,
+    action: str,
+    args: list[str],
+    as_json: bool,
+    out: TextIO,
+    user: str | None = None,
 ) -> None:
     console = console_for(out)
-    with open_live(url, token) as run:
+    with open_live(url, token, None if action == "ls" else user_of(user)) as run:
         d = run.dataset
         if action == "ls":
             counts = {str(k): v for k, v in d.counts().items()}

@@ -27,8 +27,8 @@ from rich.text import Text
 if TYPE_CHECKING:
     import torch
 
+    from convergent.run import Run
     from convergent.run.schema import Param
-    from convergent.sync.client import LiveRun
     from convergent.training.tasks import Task
 
 # Progress redraws at most this often: a human reads no faster, and a trainer pays nothing.
@@ -107,12 +107,17 @@ def busy(console: Console, what: str) -> Iterator[None]:
         yield
 
 
-def wait_synced(run: LiveRun, console: Console, timeout: float) -> None:
+def wait_synced(run: Run, console: Console, timeout: float) -> None:
     """`LiveRun.wait_synced`, with a spinner on a terminal once it takes more than a moment
     (the number of edits the hub has yet to confirm, and the seconds waited).
 
-    Raises what ``run.wait_synced`` raises; a timeout names the whole ``timeout``.
+    Raises what ``run.wait_synced`` raises; a timeout names the whole ``timeout``. A local
+    run file has nothing to wait for.
     """
+    from convergent.sync.client import LiveRun
+
+    if not isinstance(run, LiveRun):
+        return
     if not console.is_terminal:
         run.wait_synced(timeout)
         return
