@@ -534,3 +534,43 @@ def test_weights_travel_between_runs_as_ops(tmp_path: Path) -> None:
     assert again.weights.model().digest == digest
     assert again.weights.state().checkpoint is not None
     again.close()
+
+
+def test_time_out_skips_the_missing_and_drops_a_worker_that_missed_twice() -> None:
+    played = play_rounds(9, rounds=2)
+    s = played.final.copy()
+    late = s.expected(3)[-1]
+    a = Actor(ReplicaId(10))
+    others = [rid for rid in s.expected(3) if rid != late]
+    for rid in others:  # everyone but ``late`` trains round 3 ...
+        base = s.fold(2).digest
+        s.join_inplace(
+            s.contribute(
+                3,
+                quantize(np.zeros(P), SIZES, "fp16"),
+                n_samples=1,
+                codec="fp16",
+                base=base,
+                by=Actor(ReplicaId(rid)),
+            )
+        )
+    once = s.join(s.time_out(3, by=a))
+    assert once.slots[(3, late)] is SKIP and late in once.expected(4)  # one miss: still in
+    for rid in others:
+        base = once.fold(3).digest
+        once.join_inplace(
+            once.contribute(
+                4,
+                quantize(np.zeros(P), SIZES, "fp16"),
+                n_samples=1,
+                codec="fp16",
+                base=base,
+                by=Actor(ReplicaId(rid)),
+            )
+        )
+    twice = once.join(once.time_out(4, by=a))
+    assert late not in twice.expected(5)  # two misses in a row: tombstoned
+    # Two replicas timing out concurrently write the same delta: one outcome.
+    b = Actor(ReplicaId(11))
+    assert once.join(once.time_out(4, by=b)) == twice
+    assert s.time_out(1, by=a) == Weights.initial()  # nothing missing, nothing written

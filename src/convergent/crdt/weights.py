@@ -397,6 +397,21 @@ class Weights(Crdt):
         _check_round(round, "round", low=1)
         return self._with_members({}, slots={(round, member): SKIP})
 
+    def time_out(self, round: int, *, by: Actor) -> Self:
+        """Delta giving up on every slot of ``round`` still empty (the straggler rule).
+
+        Each missing worker's slot becomes Skip; a worker whose slot in the round before is
+        a Skip too is tombstoned from the next round on: it has crashed, or is too slow to
+        wait for, and waiting a timeout per round for it would stall everyone.
+        """
+        delta = type(self)()
+        for member in self.missing(round):
+            delta.join_inplace(self.skip(round, member, by=by))
+            gone = self.slots.get((round - 1, member)) is SKIP
+            if gone and self.members[member][1] > round + 1:
+                delta.join_inplace(self.leave(round + 1, by=by, member=member))
+        return delta
+
     def configure(self, key: str, value: float, from_round: int, *, by: Actor) -> Self:
         """Delta scheduling an outer-step setting (``outer_lr``, ``outer_momentum``) from a round.
 

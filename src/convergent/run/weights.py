@@ -171,6 +171,14 @@ class RunWeights:
         """Give up waiting for ``member`` in ``round`` (after a timeout; skip wins)."""
         self._edit(Weights.skip, round, member)
 
+    def time_out(self, round: int) -> list[int]:
+        """Skip the workers still missing from ``round`` (see `Weights.time_out`); returns them."""
+        with self._run.transaction():
+            missing = self._state().missing(round)
+            if missing:
+                self._edit(Weights.time_out, round)
+        return missing
+
     def configure(self, key: str, value: float, from_round: int | None = None) -> int:
         """Schedule an outer-step setting (default: `JOIN_LAG` rounds ahead); returns the round.
 

@@ -33,6 +33,18 @@ def digits_mlp() -> tuple[torch.nn.Module, torch.optim.Optimizer]:
     return model, torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
 
 
+def digits_mlp64() -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    """A 64-64-10 MLP (4,810 parameters) with SGD + momentum: the decentralized benchmark's."""
+    model = torch.nn.Sequential(
+        _Pixels(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(64, 64),
+        torch.nn.ReLU(),
+        torch.nn.Linear(64, 10),
+    )
+    return model, torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+
+
 def digits_cnn() -> tuple[torch.nn.Module, torch.optim.Optimizer]:
     """A small CNN: two 3x3 convolutions, then a linear layer."""
     model = torch.nn.Sequential(
@@ -61,7 +73,11 @@ class _AddChannel(torch.nn.Module):
         return x.reshape(len(x), 1, 8, 8)
 
 
-TASKS: dict[str, Task] = {"digits-mlp": digits_mlp, "digits-cnn": digits_cnn}
+TASKS: dict[str, Task] = {
+    "digits-mlp": digits_mlp,
+    "digits-mlp64": digits_mlp64,
+    "digits-cnn": digits_cnn,
+}
 
 
 def load_task(name: str) -> Task:
