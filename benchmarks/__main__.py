@@ -17,7 +17,7 @@ import sys
 import time
 from importlib import metadata
 
-from benchmarks import core, hub, run, training
+from benchmarks import core, dashboard, hub, run, training
 from benchmarks.harness import SETTINGS, Targets, progress
 from benchmarks.peer import Peer
 
@@ -33,10 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument(
         "--only",
-        choices=["types", "peers", "run", "hub", "training"],
+        choices=["types", "peers", "run", "hub", "training", "dashboard"],
         help=(
             "run only Table 1 (types), Table 2 (peers), Table 3 (run: the durable document) "
-            "or Table 4 (hub: server and clients over WebSocket)"
+            "or Table 4 (hub: server and clients over WebSocket), Table 5 (training), "
+            "Table 6 (dashboard: first paint and edit latency in headless chromium)"
         ),
     )
     parser.add_argument(
@@ -80,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         hub.table4(targets, errors).print()
     if args.only in (None, "training"):
         training.table5(errors).print()
+    if args.only in (None, "dashboard"):
+        dashboard.table6(errors).print()
     if args.only in (None, "peers", "hub"):
         targets.table().print()
     for err in errors:

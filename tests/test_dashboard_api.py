@@ -330,3 +330,26 @@ def test_write_with_seen_keeps_an_unseen_write_as_a_conflict() -> None:
     assert run.config.conflicts() == [] and run.config["lr"] == 0.05
     run.config.write("lr", 0.07)  # seen=None: replaces whatever this replica holds
     assert [w.value for w in run.config.written("lr")] == [0.07]
+
+
+def test_a_long_series_is_previewed_first_then_sent_whole(hub: HubProcess) -> None:
+    client = convergent.connect(hub.url(), hub.admin, user="logger")
+    try:
+        with client.transaction():
+            for step in range(6000):
+                client.log({"long": float(np.sin(step / 50))}, step=step)
+        client.wait_synced()
+    finally:
+        client.close()
+    ui = UI(hub, hub.admin, "frank")
+    try:
+        preview = ui.welcome["view"]["metrics"]["long"]
+        assert preview["mode"] == "preview" and preview["points"] < 6000
+        steps = np.frombuffer(base64.b64decode(preview["step"]), "<f8")
+        assert steps[0] == 0 and steps[-1] == 5999 and (np.diff(steps) > 0).all()
+        values = np.frombuffer(base64.b64decode(preview["value"]), "<f8")
+        assert values.max() == pytest.approx(1.0, abs=1e-3)  # the peaks survive
+        full = ui.until(lambda u: "long" in u.get("metrics", {}))["metrics"]["long"]
+        assert full["mode"] == "full" and full["points"] == 6000
+    finally:
+        ui.close()

@@ -60,6 +60,7 @@ QUEUE = 256  # messages a session may have waiting; a browser further behind rel
 MAX_BATCH = 10_000  # samples one edit may name
 MAX_THUMBS = 1_000  # thumbnails one request may ask for
 FIRST_THUMBS = 240  # thumbnails sent with the first view (the grid's first page)
+PREVIEW = 4_000  # a longer metric series is previewed in the first view, then sent whole
 HISTORY_SHOWN = 300  # history entries in the view (newest)
 VIEWS = ("charts", "config", "dataset", "notes", "history", "checkpoints")
 COLORS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#008080", "#9a6324", "#800000")
@@ -113,6 +114,28 @@ def thumbnail(payload: Any) -> dict[str, Any] | None:
     scaled = np.zeros_like(x) if hi <= lo else (x - lo) * (255.0 / (hi - lo))
     px = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
     return {"w": int(arr.shape[1]), "h": int(arr.shape[0]), "px": _b64(px)}
+
+
+def _preview(step: NDArray[Any], value: NDArray[Any]) -> dict[str, Any]:
+    """A long series as the min and the max of each of `PREVIEW` // 2 buckets, in step
+    order: at chart resolution it draws the same picture as every point."""
+    n, buckets = len(value), PREVIEW // 2
+    size = -(-n // buckets)
+    flat = np.full(buckets * size, np.nan)
+    flat[:n] = value
+    v = flat.reshape(buckets, size)
+    missing = np.isnan(v)
+    base = np.arange(buckets) * size
+    lows = np.where(missing, np.inf, v).argmin(axis=1) + base
+    highs = np.where(missing, -np.inf, v).argmax(axis=1) + base
+    at = np.unique(np.concatenate([lows, highs]))
+    at = at[at < n]
+    return {
+        "mode": "preview",
+        "points": len(at),
+        "step": _b64(step[at].astype("<f8")),
+        "value": _b64(value[at].astype("<f8")),
+    }
 
 
 # -- message checking ----------------------------------------------------------------------
@@ -251,9 +274,10 @@ class Room:
         self._view_rev = -1
 
     # -- lifecycle -------------------------------------------------------------------------
-    def join(self, session: Session) -> dict[str, Any]:
-        """Register ``session`` and return its full view (pending pushes go out first, so the
-        room's cursors and this view agree)."""
+    def join(self, session: Session) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """Register ``session``; returns its full view, and the full metric series to send
+        right after it when the view holds previews of long ones (pending pushes go out
+        first, so the room's cursors and this view agree)."""
         if self._subscription is None:
             self._subscription = self.run.on_change(self._changed)
         if self.dirty:
@@ -329,19 +353,29 @@ class Room:
             s.offer(text)
 
     # -- views -----------------------------------------------------------------------------
-    def full_view(self) -> dict[str, Any]:
+    def full_view(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The whole view, with long metric series as previews, and the message carrying
+        them in full (``None`` if every series is short): the first paint need not wait
+        for 100,000 points to cross the socket and be parsed."""
         with self.run._lock:
             self._sent_metrics = {}
+            metrics = self.metrics_delta(full=True)
+            previews = {
+                name: _preview(s.step, s.value)
+                for name in metrics
+                if len(s := self.run.metrics(name)) > PREVIEW
+            }
             view = {
                 "run": self.name,
                 "id": self.run.id,
-                "metrics": self.metrics_delta(full=True),
+                "metrics": {**metrics, **previews},
                 **self.parts_view(None),
                 "presence": self.presence_view(),
                 "workers": self.workers_view(),
             }
             self._sent_online = self._online_state()
-        return view
+        full = {n: metrics[n] for n in previews}
+        return view, ({"type": "update", "metrics": full} if full else None)
 
     def parts_view(self, dirty: set[str] | None) -> dict[str, Any]:
         """The non-metric parts: all (``dirty`` None) or those touched by ``dirty``."""
@@ -536,6 +570,7 @@ class Room:
             self._sent_metrics[name] = (n, last)
             out[name] = {
                 "mode": mode,
+                "points": n - start,
                 "step": _b64(s.step[start:].astype("<f8")),
                 "value": _b64(s.value[start:].astype("<f8")),
             }
@@ -607,8 +642,10 @@ class Dashboard:
             room = self.rooms[name] = Room(self.hub, name, run)
         return room
 
-    def hello(self, name: str, msg: dict[str, Any]) -> tuple[Session, Room, dict[str, Any]]:
-        """Check a ``hello`` and open the session; raises `MessageError` or `AuthError`."""
+    def hello(self, name: str, msg: dict[str, Any]) -> tuple[Session, Room, list[dict[str, Any]]]:
+        """Check a ``hello`` and open the session: the messages to send it first (the
+        welcome, maybe full metric series after previews); raises `MessageError` or
+        `AuthError`."""
         if msg.get("type") != "hello":
             raise MessageError('the first message must be {"type": "hello", "token": ...}')
         token = _get(msg, "token", str, "the access token")
@@ -631,7 +668,7 @@ class Dashboard:
             COLORS[random.randrange(len(COLORS))],
             asyncio.Queue(maxsize=QUEUE),
         )
-        view_data = room.join(session)
+        view_data, full_metrics = room.join(session)
         welcome = {
             "type": "welcome",
             "session": f"{replica:016x}",
@@ -641,7 +678,7 @@ class Dashboard:
             "version": __version__,
             "view": view_data,
         }
-        return session, room, welcome
+        return session, room, [welcome] if full_metrics is None else [welcome, full_metrics]
 
     def handle(self, session: Session, room: Room, msg: dict[str, Any]) -> dict[str, Any] | None:
         """One message after ``hello``: the reply (``ack``, ``error``, ``thumbs``) or None."""
@@ -910,12 +947,14 @@ def dashboard_routes(hub: Hub) -> list[BaseRoute]:
                 return
             try:
                 msg = _parse(first.get("text") or "")
-                session, room, welcome = dashboard.hello(name, msg)
+                session, room, first_messages = dashboard.hello(name, msg)
             except (MessageError, AuthError) as err:
                 await refuse(str(err))
                 return
             sender = asyncio.create_task(_send_loop(websocket, session))
-            session.send(welcome)
+            for opening in first_messages:
+                session.send(opening)
+                await asyncio.sleep(0)  # the welcome leaves before the long series are encoded
             while not session.closing:
                 message = await websocket.receive()
                 if message["type"] == "websocket.disconnect":

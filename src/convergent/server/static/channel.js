@@ -20,8 +20,11 @@ export class Channel {
     const ws = new WebSocket(`${scheme}//${location.host}/runs/${encodeURIComponent(this.run)}/ui`);
     this.ws = ws;
     this.handlers.onStatus("connecting");
-    ws.onopen = () => ws.send(JSON.stringify({ type: "hello", ...this.hello() }));
-    ws.onmessage = (ev) => this.receive(JSON.parse(ev.data));
+    ws.onopen = () => {
+      this.handlers.onStatus("open");
+      ws.send(JSON.stringify({ type: "hello", ...this.hello() }));
+    };
+    ws.onmessage = (ev) => this.receive(JSON.parse(ev.data), ev.data.length);
     ws.onclose = () => {
       if (this.ws !== ws) return;
       for (const [, p] of this.pending) p.reject(new Error("connection lost; not confirmed"));
@@ -34,8 +37,9 @@ export class Channel {
     };
   }
 
-  receive(msg) {
+  receive(msg, size) {
     if (msg.type === "welcome") {
+      msg.size = size;
       this.delay = 500;
       this.handlers.onStatus("live");
       this.handlers.onWelcome(msg);

@@ -85,7 +85,7 @@ export class Charts {
       let s = this.series.get(name);
       if (!s) this.series.set(name, (s = new Series()));
       const x = f64(m.step), y = f64(m.value);
-      if (m.mode === "full") s.set(x, y); else s.append(x, y);
+      if (m.mode === "append") s.append(x, y); else s.set(x, y); // "full" or a "preview"
       s.smooth(this.weight);
     }
     this.render();

@@ -142,8 +142,14 @@ export class DatasetBrowser {
     const missing = this.shown.filter((id) => !this.thumbs.has(id) && !this.requested.has(id));
     if (missing.length) this.fetchThumbs(missing);
     if (!this.focusId || !this.shown.includes(this.focusId)) this.focusId = this.shown[0] || null;
-    const cells = this.shown.map((id) => this.cell(id));
-    this.grid.replaceChildren(...cells);
+    const same = this.grid.children.length === this.shown.length &&
+      this.shown.every((id, k) => this.grid.children[k].dataset.id === id);
+    if (same) {
+      // The same page: refresh the cells in place (a relabel elsewhere redraws no images).
+      this.shown.forEach((id, k) => this.refreshCell(this.grid.children[k], id));
+    } else {
+      this.grid.replaceChildren(...this.shown.map((id) => this.cell(id)));
+    }
     if (hadFocus && this.focusId) this.grid.querySelector(`[data-id="${this.focusId}"]`)?.focus();
     this.renderDetail();
     if (!this.firstPaint && this.shown.length && this.shown.some((id) => this.thumbs.has(id))) {
@@ -169,6 +175,27 @@ export class DatasetBrowser {
     if (this.splits[i] !== "train") btn.append(h("span.cell-split", {}, this.splits[i]));
     if ((this.tags[id] || []).length) btn.append(h("span.cell-tag", { title: this.tags[id].join(", ") }, "●"));
     return btn;
+  }
+
+  refreshCell(btn, id) {
+    const i = this.index.get(id);
+    const label = this.label(id);
+    btn.classList.toggle("pending", this.pending.has(id));
+    btn.classList.toggle("selected", this.selected.has(id));
+    btn.setAttribute("aria-selected", this.selected.has(id) ? "true" : "false");
+    btn.setAttribute("aria-label", `sample ${id}, label ${label ?? "none"}, ${this.splits[i]}`);
+    btn.tabIndex = id === this.focusId ? 0 : -1;
+    const text = String(label ?? "·");
+    const el = btn.querySelector(".cell-label");
+    if (el.textContent !== text) el.textContent = text;
+    const hasPicture = btn.querySelector("canvas") !== null;
+    const split = this.splits[i] !== "train" ? this.splits[i] : "";
+    const tagged = (this.tags[id] || []).length > 0;
+    const oldSplit = btn.querySelector(".cell-split")?.textContent || "";
+    const oldTag = btn.querySelector(".cell-tag") !== null;
+    if ((!hasPicture && this.thumbs.get(id)?.px) || split !== oldSplit || tagged !== oldTag) {
+      btn.replaceWith(this.cell(id)); // rarely: an image arrived, a split or tag changed
+    }
   }
 
   picture(id, scale) {

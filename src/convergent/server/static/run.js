@@ -13,7 +13,7 @@ const params = new URLSearchParams(location.search);
 let view = params.get("view") || "charts";
 
 // Page timings the benchmark reads: navigation start -> chart drawn / grid shown.
-window.convergent = { marks: {} };
+window.convergent = { marks: { script: performance.now() } };
 
 const app = {
   canEdit: false,
@@ -53,6 +53,7 @@ function show(name, tell = true) {
   url.searchParams.set("view", name);
   history.replaceState(null, "", url);
   if (name === "charts") charts.resize();
+  if (name === "history") renderHistory();
   if (tell) channel.tell({ type: "look", view: name });
 }
 for (const tab of document.querySelectorAll("[role=tab]")) {
@@ -69,8 +70,11 @@ for (const tab of document.querySelectorAll("[role=tab]")) {
 }
 
 // -- the channel -------------------------------------------------------------------------------
+let holding = false;
+const held = [];
 const channel = new Channel(runName, () => ({ token, user, view }), {
   onWelcome(msg) {
+    app.mark("welcome");
     app.role = msg.role;
     app.canEdit = msg.can_edit;
     document.body.classList.toggle("readonly", !msg.can_edit);
@@ -78,11 +82,21 @@ const channel = new Channel(runName, () => ({ token, user, view }), {
     $("me").textContent = `${msg.user} (${msg.role})`;
     $("banner").classList.add("hidden");
     apply(msg.view, true);
+    app.mark("applied");
+    // Pushes that arrive meanwhile (the full metric series after their previews) wait
+    // until this view has been painted.
+    holding = true;
+    requestAnimationFrame(() => setTimeout(() => {
+      holding = false;
+      for (const m of held.splice(0)) apply(m, false);
+    }, 0));
   },
   onUpdate(msg) {
-    apply(msg, false);
+    if (holding) held.push(msg);
+    else apply(msg, false);
   },
   onStatus(status, wait) {
+    if (status === "open") { app.mark("open"); return; }
     const el = $("conn");
     el.className = "conn " + status;
     el.textContent = status === "live" ? "live" : status === "connecting" ? "connecting…" : `offline — retrying in ${Math.round(wait / 1000)} s`;
@@ -132,6 +146,7 @@ function apply(v, full) {
   if (v.presence) { s.presence = v.presence; renderPresence(); }
   if (v.workers) { s.workers = v.workers; renderWorkers(); }
   if (full && !Object.keys(v.metrics || {}).length) app.mark("chart");
+  if (window.convergent.onApply) window.convergent.onApply(v); // benchmarks hook here
 }
 
 // -- config ------------------------------------------------------------------------------------
@@ -288,6 +303,7 @@ $("comment-form").addEventListener("submit", async (e) => {
 });
 
 function renderHistory() {
+  if (view !== "history") return; // drawn when shown: a busy run changes it often
   const part = $("h-part").value;
   const entries = (app.state.history || []).filter((e) => !part || e.part === part).slice().reverse();
   $("history").replaceChildren(...entries.map((e) =>
