@@ -125,6 +125,8 @@ def test_make_demo_trains_a_model_people_can_change(tmp_path: Path) -> None:
     out = cli("demo", "--store", str(tmp_path / "data"), "--steps", "300", timeout=300)
     assert out.returncode == 0, out.stderr
     assert "convergent set lr 0.01" in out.stdout or "set --url" in out.stdout
+    dashboard = r"Open the dashboard: +http://127\.0\.0\.1:\d+/runs/digits#token=cvg_"
+    assert re.search(dashboard, out.stdout)
     lines = [line for line in out.stdout.splitlines() if line.startswith("step")]
     assert len(lines) == 3  # progress every 100 steps
     accuracy = float(lines[-1].split("val_acc")[1].split()[0])

@@ -1,5 +1,6 @@
-"""``make demo``: a hub on the embedded SQLite store, the digits run, a trainer, and the
-commands to try from a second terminal while it learns."""
+"""``make demo``: a hub on the embedded SQLite store, the digits run, a trainer, the
+dashboard's address (with a token) printed first, and the commands to try from a second
+terminal while it learns."""
 
 from __future__ import annotations
 
@@ -34,6 +35,13 @@ def run_live_demo(store: str, steps: int | None, out: TextIO) -> None:
         print(
             f"""
 convergent: a live collaborative training run
+
+  Open the dashboard:  {url}#token={admin}
+
+  Watch the model learn, change lr or batch size, relabel digits, pause it. Open the same
+  address in a second browser (or a private window) to be a second person; the token
+  leaves the address bar once the page has read it.
+
   hub        http://127.0.0.1:{port}/   (data in {Path(store).resolve()})
   run        {url}
   token      {admin}
