@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test check bench fmt clean
+.PHONY: demo test check bench fmt clean browser
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,7 +17,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m convergent demo
 
-test: $(STAMP)
+# The dashboard tests drive Debian's chromium through Playwright (never `playwright install`).
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; } \
+	  || { echo "the dashboard tests need chromium: apt-get install chromium" >&2; exit 1; }
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
 check: $(STAMP)
