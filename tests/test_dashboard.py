@@ -141,6 +141,15 @@ def test_a_relabel_in_one_browser_appears_in_the_other(browser: Browser, hub: Hu
         alice.click("#bulk-relabel")
         for sid2 in first_two:
             expect(bob.locator(f".cell[data-id='{sid2}'] .cell-label")).to_have_text("4")
+        # add a sample from numbers typed into the page
+        total = bob.locator("#ds-total").inner_text()
+        n = int(total.split(" of ")[1].split()[0].replace(",", ""))
+        alice.click("#add-samples summary")
+        alice.fill("#add-numbers", ", ".join(str((k * 7) % 17) for k in range(64)))
+        alice.fill("#add-label", "3")
+        alice.click("#add-go")
+        expect(alice.locator("#add-status")).to_have_text("added 1 sample(s)")
+        expect(bob.locator("#ds-total")).to_contain_text(f"of {n + 1:,} samples")
         bob.locator(".cell").nth(5).click()
         expect(bob.locator("#detail")).to_contain_text(str(sid))
         shot(bob, "dataset")
@@ -249,6 +258,29 @@ def test_a_viewer_sees_no_edit_controls_and_the_hub_refuses_its_writes(
         expect(page.locator(".cell .cell-label").first).to_have_text(before)
     finally:
         page.context.close()
+
+
+def test_a_lost_connection_is_shown_and_retried(browser: Browser, tmp_path: Path) -> None:
+    store = tmp_path / "hub"
+    hub = spawn_hub(store)
+    page = open_run(browser, hub, "alice", hub.admin, "config")
+    try:
+        hub.stop()
+        expect(page.locator("#conn")).to_contain_text("offline")
+        expect(page.locator("#banner")).to_contain_text("Connection to the hub lost")
+        refused = page.evaluate(
+            """() => window.convergent.app.request({type: "control", action: "pause"})
+                 .then(() => "sent", (err) => err.message)"""
+        )
+        assert "offline" in refused  # never silently dropped
+        hub = spawn_hub(store, port=hub.port)
+        expect(page.locator("#conn")).to_have_text("live", timeout=20_000)
+        expect(page.locator("#banner")).to_be_hidden()
+        page.click("#btn-pause")
+        expect(page.locator("#run-state")).to_have_text("paused")
+    finally:
+        page.context.close()
+        hub.stop()
 
 
 def test_the_runs_list(browser: Browser, hub: HubProcess) -> None:
