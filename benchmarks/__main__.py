@@ -4,8 +4,9 @@ Table 1 times every mutator of every type through a `Replica`, with join, encode
 Table 2 runs peer workloads side by side with pycrdt (Yrs) in the same process; Table 3 times
 the Run document durable in SQLite (import, edits, metrics, reopen, join, catch-up); Table 4
 runs the hub over real sockets beside pycrdt-websocket (latency, fan-out, catch-up, SIGKILL
-durability); a last table lists the project's performance targets. Tables go to stdout,
-progress to stderr.
+durability); Table 7 trains the digits with K workers over the weights CRDT (simulated and
+as processes through a hub) against synchronous data parallelism and gloo DDP; a last table
+lists the project's performance targets. Tables go to stdout, progress to stderr.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 import time
 from importlib import metadata
 
-from benchmarks import core, dashboard, hub, run, training
+from benchmarks import core, dashboard, hub, run, training, weights
 from benchmarks.harness import SETTINGS, Targets, progress
 from benchmarks.peer import Peer
 
@@ -33,11 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument(
         "--only",
-        choices=["types", "peers", "run", "hub", "training", "dashboard"],
+        choices=["types", "peers", "run", "hub", "training", "dashboard", "weights"],
         help=(
             "run only Table 1 (types), Table 2 (peers), Table 3 (run: the durable document) "
             "or Table 4 (hub: server and clients over WebSocket), Table 5 (training), "
-            "Table 6 (dashboard: first paint and edit latency in headless chromium)"
+            "Table 6 (dashboard: first paint and edit latency in headless chromium), "
+            "Table 7 (weights: decentralized training with the weights CRDT vs DDP)"
         ),
     )
     parser.add_argument(
@@ -83,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         training.table5(errors).print()
     if args.only in (None, "dashboard"):
         dashboard.table6(errors).print()
+    if args.only in (None, "weights"):
+        weights.table7(errors).print()
     if args.only in (None, "peers", "hub"):
         targets.table().print()
     for err in errors:
