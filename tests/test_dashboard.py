@@ -168,7 +168,7 @@ class Trainer:
         self.live = attach(self.run, model, optimizer, log_every=5)
         self.steps = 0
         self.error: BaseException | None = None
-        self.pace = threading.Event()  # never set: a short wait per step keeps 2 CPUs usable
+        self.halt = threading.Event()  # its short wait per step also keeps 2 CPUs usable
         self.thread = threading.Thread(target=self.loop, daemon=True)
         self.thread.start()
 
@@ -181,14 +181,14 @@ class Trainer:
                 self.live.optimizer.step()
                 self.live.step(loss=loss.item())
                 self.steps = self.live.step_count
-                self.pace.wait(0.004)
+                if self.halt.wait(0.004):
+                    break
         except BaseException as err:  # reported by the test
             self.error = err
 
     def close(self) -> None:
-        if self.thread.is_alive():
-            self.run.control.stop()
-            self.thread.join(timeout=20)
+        self.halt.set()  # a worker token may not stop the run; the test's own trainer stops
+        self.thread.join(timeout=20)
         self.run.wait_synced(10)
         self.run.close()
 
@@ -203,6 +203,18 @@ def test_the_chart_grows_while_a_trainer_runs_and_pause_stops_it(
         page.wait_for_function(f"({points})() > 20")
         seen = page.evaluate(points)
         page.wait_for_function(f"({points})() > {seen}")  # pushed, not polled
+        # zoom with the wheel: the zoom holds while points keep arriving, until reset
+        page.locator("figure[data-metric=loss] .u-over").hover()
+        page.mouse.wheel(0, -400)
+        page.wait_for_function("window.convergent.charts.zoomed !== null")
+        x_max = "() => window.convergent.charts.plots.get('loss').scales.x.max"
+        zoomed_max = page.evaluate(x_max)
+        page.wait_for_function(f"({points})() > {page.evaluate(points) + 5}")
+        assert page.evaluate(x_max) == zoomed_max
+        page.click("#zoom-reset")
+        page.wait_for_function(
+            f"({x_max})() === window.convergent.charts.series.get('loss').x[({points})() - 1]"
+        )
         # an lr change from the browser becomes a marker once the trainer applied it
         page.click("#tab-config")
         page.fill("#cfg-lr", "0.03")

@@ -76,7 +76,7 @@ export class Charts {
     this.zoomed = null; // [min, max] while someone zoomed, shared by every chart
     this.onFirstDraw = onFirstDraw;
     this.drawn = false;
-    this.syncing = false;
+
     new ResizeObserver(() => this.resize()).observe(container);
   }
 
@@ -104,15 +104,20 @@ export class Charts {
 
   resetZoom() {
     this.zoomed = null;
-    this.render();
+    for (const [name, u] of this.plots) u.setData(this.series.get(name).data(), true);
   }
 
   width() {
-    return Math.max(320, this.container.clientWidth - 24);
+    // Two charts a row on a laptop screen or wider, one on narrow ones.
+    const wide = this.container.clientWidth >= 1000;
+    this.container.classList.toggle("two", wide);
+    const w = wide ? (this.container.clientWidth - 12) / 2 : this.container.clientWidth;
+    return Math.max(300, Math.floor(w - 26));
   }
 
   resize() {
-    for (const u of this.plots.values()) u.setSize({ width: this.width(), height: 220 });
+    const width = this.width();
+    for (const u of this.plots.values()) u.setSize({ width, height: 200 });
   }
 
   render() {
@@ -125,6 +130,7 @@ export class Charts {
       if (!u) {
         u = this.create(name, COLORS[i % COLORS.length], s.data());
         this.plots.set(name, u);
+        if (this.zoomed !== null) u.setScale("x", { min: this.zoomed[0], max: this.zoomed[1] });
       } else {
         u.setData(s.data(), this.zoomed === null);
         if (this.zoomed !== null) u.setScale("x", { min: this.zoomed[0], max: this.zoomed[1] });
@@ -142,10 +148,10 @@ export class Charts {
     const charts = this;
     const opts = {
       width: this.width(),
-      height: 220,
+      height: 200,
       scales: { x: { time: false } },
       legend: { show: true },
-      cursor: { drag: { x: true, y: false, setScale: true } },
+      cursor: { drag: { x: true, y: false, setScale: false } },
       series: [
         { label: "step", value: (u, v) => (v == null ? "—" : fmt(v)) },
         { label: name, stroke: color + "66", width: 1, points: { show: false } },
@@ -155,15 +161,13 @@ export class Charts {
       axes: [{ values: (u, vals) => vals.map((v) => fmt(v)) }, { size: 60 }],
       hooks: {
         draw: [(u) => charts.drawMarkers(u)],
-        setScale: [(u, key) => {
-          if (key !== "x" || charts.syncing) return;
-          const { min, max } = u.scales.x;
-          const dataMin = u.data[0][0], dataMax = u.data[0][u.data[0].length - 1];
-          charts.zoomed = min > dataMin || max < dataMax ? [min, max] : null;
-          charts.syncing = true;
-          for (const other of charts.plots.values())
-            if (other !== u) other.setScale("x", { min, max });
-          charts.syncing = false;
+        // A drag selects a range; zooming to it is ours to do, for every chart at once.
+        setSelect: [(u) => {
+          if (u.select.width < 2) return;
+          const min = u.posToVal(u.select.left, "x");
+          const max = u.posToVal(u.select.left + u.select.width, "x");
+          u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
+          charts.zoomTo(min, max);
         }],
       },
     };
@@ -176,6 +180,13 @@ export class Charts {
     return u;
   }
 
+  /** A person's zoom or pan: every chart shows the same steps, kept while points arrive. */
+  zoomTo(min, max) {
+    if (!(max > min)) return;
+    this.zoomed = [min, max];
+    for (const u of this.plots.values()) u.setScale("x", { min, max });
+  }
+
   wheelAndPan(u) {
     const over = u.over;
     over.addEventListener("wheel", (e) => {
@@ -183,8 +194,9 @@ export class Charts {
       const { min, max } = u.scales.x;
       const at = u.posToVal(e.offsetX, "x");
       const f = e.deltaY < 0 ? 0.8 : 1.25;
-      u.setScale("x", { min: at - (at - min) * f, max: at + (max - at) * f });
+      this.zoomTo(at - (at - min) * f, at + (max - at) * f);
     }, { passive: false });
+    over.addEventListener("dblclick", () => this.resetZoom());
     over.addEventListener("mousedown", (e) => {
       if (!e.shiftKey) return;
       e.stopPropagation();
@@ -193,7 +205,7 @@ export class Charts {
       const per = (max - min) / u.bbox.width * devicePixelRatio;
       const move = (ev) => {
         const d = (ev.clientX - x0) * per;
-        u.setScale("x", { min: min - d, max: max - d });
+        this.zoomTo(min - d, max - d);
       };
       const up = () => { removeEventListener("mousemove", move); removeEventListener("mouseup", up); };
       addEventListener("mousemove", move);
