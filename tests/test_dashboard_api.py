@@ -353,3 +353,41 @@ def test_a_long_series_is_previewed_first_then_sent_whole(hub: HubProcess) -> No
         assert full["mode"] == "full" and full["points"] == 6000
     finally:
         ui.close()
+
+
+def test_a_slow_history_is_recomputed_late_but_never_missed(tmp_path: Path) -> None:
+    """The history query is throttled to a share of the hub's loop; edits made meanwhile
+    reach the browsers once it is due (the config's "in effect" never waits for it)."""
+    import asyncio
+    import time
+
+    from convergent.server.dashboard import Room, Session
+    from convergent.server.hub import Hub
+    from convergent.sync.protocol import Role
+
+    async def scenario() -> list[str]:
+        hub = Hub(tmp_path)
+        try:
+            run = hub.create_run("r", {"lr": Float(0.1, min=0.0)})
+            room = Room(hub, "r", run)
+            session = Session(7, "alice", Role.EDITOR, "history", "#000", asyncio.Queue())
+            room.join(session)
+            room._history_next = time.monotonic() + 0.3  # as if the last query was slow
+            for value in (0.2, 0.3):
+                hub.act("r", 7, Role.EDITOR, lambda r, v=value: r.config.write("lr", v))
+            deadline = time.monotonic() + 10
+            seen: list[str] = []
+            while time.monotonic() < deadline:
+                text = await asyncio.wait_for(session.queue.get(), timeout=10)
+                assert text is not None
+                history = json.loads(text).get("history")
+                if history is not None:
+                    seen = [e["what"] for e in history if e["part"] == "config"]
+                    if "lr: 0.2 → 0.3" in seen:
+                        return seen
+            return seen
+        finally:
+            hub.close()
+
+    seen = asyncio.run(scenario())
+    assert seen[-2:] == ["lr: 0.1 → 0.2", "lr: 0.2 → 0.3"]
