@@ -94,6 +94,9 @@ def test_two_people_edit_lr_at_once_and_both_see_the_conflict(
         # both start typing while they see the same lr, then both press Enter
         alice.fill("#cfg-lr", "0.02")
         bob.fill("#cfg-lr", "0.05")
+        # presence: each sees who else is on this key
+        expect(alice.locator("tr[data-key=lr] .editing")).to_have_text("bob")
+        expect(bob.locator("tr[data-key=lr] .editing")).to_have_text("alice")
         alice.press("#cfg-lr", "Enter")
         expect(alice.locator("#cfg-lr-msg")).to_have_text("saved")
         bob.press("#cfg-lr", "Enter")

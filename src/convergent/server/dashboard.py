@@ -225,6 +225,7 @@ class Session:
     color: str
     queue: asyncio.Queue[str | None]
     identified: bool = False
+    detail: str = ""  # what in the view: a config key, a sample id
     since: float = field(default_factory=time.time)
     closing: bool = False
 
@@ -624,6 +625,7 @@ class Room:
                 "user": s.user,
                 "role": s.role.label,
                 "view": s.view,
+                "detail": s.detail,
                 "color": s.color,
             }
             for s in sorted(self.sessions, key=lambda s: s.since)
@@ -633,7 +635,7 @@ class Room:
         conns = self.hub.connections.get(self.name, ())
         return (
             sorted((c.session.replica or 0, int(c.session.role or 0)) for c in conns),
-            sorted((s.replica, s.view) for s in self.sessions),
+            sorted((s.replica, s.view, s.detail) for s in self.sessions),
         )
 
     def workers_view(self) -> list[dict[str, Any]]:
@@ -729,7 +731,11 @@ class Dashboard:
             raise MessageError("id is a number or a string chosen by the browser")
         if kind == "look":
             view = _get(msg, "view", str, "the name of a view")
+            detail = msg.get("detail") or ""
+            if not isinstance(detail, str) or len(detail) > 80:
+                raise MessageError("detail is a string of at most 80 characters")
             session.view = view if view in VIEWS else session.view
+            session.detail = detail
             room.dirty.add("presence")
             room._schedule()
             return None

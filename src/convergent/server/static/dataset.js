@@ -162,15 +162,16 @@ export class DatasetBrowser {
     const i = this.index.get(id);
     const label = this.label(id);
     const btn = h("button.cell", {
-      type: "button", role: "gridcell", "data-id": id,
+      type: "button", "data-id": id,
       tabIndex: id === this.focusId ? 0 : -1,
-      "aria-selected": this.selected.has(id) ? "true" : "false",
+      "aria-pressed": this.selected.has(id) ? "true" : "false",
       "aria-label": `sample ${id}, label ${label ?? "none"}, ${this.splits[i]}`,
       onclick: (e) => this.click(id, e),
-      onfocus: () => { this.focusId = id; this.grid.querySelectorAll(".cell").forEach((c) => (c.tabIndex = c.dataset.id === id ? 0 : -1)); this.renderDetail(); },
+      onfocus: () => { this.focusId = id; this.app.look(id); this.grid.querySelectorAll(".cell").forEach((c) => (c.tabIndex = c.dataset.id === id ? 0 : -1)); this.renderDetail(); },
     });
     if (this.pending.has(id)) btn.classList.add("pending");
     if (this.selected.has(id)) btn.classList.add("selected");
+    this.markOthers(btn, id);
     btn.append(this.picture(id, 3), h("span.cell-label", {}, label ?? "·"));
     if (this.splits[i] !== "train") btn.append(h("span.cell-split", {}, this.splits[i]));
     if ((this.tags[id] || []).length) btn.append(h("span.cell-tag", { title: this.tags[id].join(", ") }, "●"));
@@ -182,9 +183,10 @@ export class DatasetBrowser {
     const label = this.label(id);
     btn.classList.toggle("pending", this.pending.has(id));
     btn.classList.toggle("selected", this.selected.has(id));
-    btn.setAttribute("aria-selected", this.selected.has(id) ? "true" : "false");
+    btn.setAttribute("aria-pressed", this.selected.has(id) ? "true" : "false");
     btn.setAttribute("aria-label", `sample ${id}, label ${label ?? "none"}, ${this.splits[i]}`);
     btn.tabIndex = id === this.focusId ? 0 : -1;
+    this.markOthers(btn, id);
     const text = String(label ?? "·");
     const el = btn.querySelector(".cell-label");
     if (el.textContent !== text) el.textContent = text;
@@ -196,6 +198,13 @@ export class DatasetBrowser {
     if ((!hasPicture && this.thumbs.get(id)?.px) || split !== oldSplit || tagged !== oldTag) {
       btn.replaceWith(this.cell(id)); // rarely: an image arrived, a split or tag changed
     }
+  }
+
+  /** Someone else's focus on this sample: an outline in their color. */
+  markOthers(btn, id) {
+    const others = this.app.others("dataset", id);
+    btn.style.outline = others.length ? `3px solid ${others[0].color}` : "";
+    btn.title = others.length ? `${others.map((o) => o.user).join(", ")} looking` : "";
   }
 
   picture(id, scale) {

@@ -17,6 +17,16 @@ window.convergent = { marks: { script: performance.now() } };
 
 const app = {
   canEdit: false,
+  session: null,
+  /** Other people looking at ``detail`` (a config key, a sample id) in ``inView``. */
+  others(inView, detail) {
+    return (app.state.presence || []).filter((p) => p.session !== app.session && p.view === inView && p.detail === detail);
+  },
+  look(detail) {
+    if (detail === app.lookingAt) return;
+    app.lookingAt = detail;
+    channel.tell({ type: "look", view, detail });
+  },
   role: null,
   state: {},
   request: (msg) => channel.request(msg),
@@ -54,7 +64,7 @@ function show(name, tell = true) {
   history.replaceState(null, "", url);
   if (name === "charts") charts.resize();
   if (name === "history") renderHistory();
-  if (tell) channel.tell({ type: "look", view: name });
+  if (tell) { app.lookingAt = ""; channel.tell({ type: "look", view: name }); }
 }
 for (const tab of document.querySelectorAll("[role=tab]")) {
   tab.addEventListener("click", () => show(tab.dataset.view));
@@ -75,6 +85,7 @@ const held = [];
 const channel = new Channel(runName, () => ({ token, user, view }), {
   onWelcome(msg) {
     app.mark("welcome");
+    app.session = msg.session;
     app.role = msg.role;
     app.canEdit = msg.can_edit;
     document.body.classList.toggle("readonly", !msg.can_edit);
@@ -242,6 +253,9 @@ function renderConfig() {
     }, "reset"));
     if (p.kind === "bool" || p.kind === "choice") el.onchange = () => form.requestSubmit();
     el.oninput = () => { if (!(p.key in editBase)) editBase[p.key] = p.written.map((w) => w.dot); };
+    el.onfocus = () => app.look(p.key);
+    el.onblur = () => setTimeout(() => { if (!document.activeElement?.id?.startsWith("cfg-")) app.look(""); }, 0);
+    const editing = app.others("config", p.key);
     const w = p.written[p.written.length - 1];
     const eff = p.in_effect;
     const differs = eff && JSON.stringify(eff.value) !== JSON.stringify(p.value);
@@ -255,7 +269,9 @@ function renderConfig() {
       ));
     }
     return h("tr", { "data-key": p.key, class: p.written.length > 1 ? "in-conflict" : "" },
-      h("th", { scope: "row" }, h("label", { for: id }, p.key), h("div.small.muted", {}, p.help), h("div.small.muted", {}, rule(p))),
+      h("th", { scope: "row" }, h("label", { for: id }, p.key),
+        editing.map((o) => h("span.editing", { style: `background:${o.color}`, title: `${o.user} is on this key` }, o.user)),
+        h("div.small.muted", {}, p.help), h("div.small.muted", {}, rule(p))),
       h("td", {}, form, msg),
       h("td.in-effect" + (differs ? ".stale" : ""), {},
         eff ? [fmt(eff.value), h("div.small.muted", {}, `since step ${fmt(eff.step)}`)] : h("span.muted", {}, "not reported yet"),
@@ -345,10 +361,13 @@ function initials(name) {
 
 function renderPresence() {
   const people = app.state.presence || [];
+  if (view === "config") renderConfig();
+  if (view === "dataset") dataset.render();
   $("presence").replaceChildren(...people.map((p) =>
     h("span.avatar", { style: `background:${p.color}`, title: `${p.user} (${p.role}) — looking at ${p.view}` }, initials(p.user))));
   $("people").replaceChildren(...people.map((p) =>
-    h("li", { "data-user": p.user }, h("span.dot", { style: `background:${p.color}` }), h("strong", {}, p.user), ` ${p.role} · looking at `, h("em", {}, p.view))));
+    h("li", { "data-user": p.user }, h("span.dot", { style: `background:${p.color}` }), h("strong", {}, p.user),
+      ` ${p.role} · looking at `, h("em", {}, p.view + (p.detail ? ` · ${p.detail}` : "")))));
 }
 
 function renderWorkers() {
