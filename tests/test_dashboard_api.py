@@ -391,3 +391,31 @@ def test_a_slow_history_is_recomputed_late_but_never_missed(tmp_path: Path) -> N
 
     seen = asyncio.run(scenario())
     assert seen[-2:] == ["lr: 0.1 → 0.2", "lr: 0.2 → 0.3"]
+
+
+def test_metric_points_are_pushed_once_each_from_every_writer(hub: HubProcess) -> None:
+    ui = UI(hub, hub.admin, "gina")
+    a = convergent.connect(hub.url(), hub.admin, user="trainer-a")
+    b = convergent.connect(hub.url(), hub.admin, user="trainer-b")
+    try:
+        got: list[float] = []
+
+        def points(u: dict[str, Any]) -> bool:
+            m = u.get("metrics", {}).get("shared")
+            if m is not None:
+                assert m["mode"] == "append"
+                got.extend(np.frombuffer(base64.b64decode(m["step"]), "<f8").tolist())
+            return len(got) >= 15
+
+        for step in range(100, 110):
+            a.log({"shared": 1.0}, step=step)
+        for step in range(50, 55):  # a second writer, behind the first
+            b.log({"shared": 2.0}, step=step)
+        a.wait_synced()
+        b.wait_synced()
+        ui.until(points)
+        assert sorted(got) == [*range(50, 55), *range(100, 110)]  # each once, none lost
+    finally:
+        a.close()
+        b.close()
+        ui.close()

@@ -42,13 +42,14 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from convergent import __version__
-from convergent.crdt import ReplicaId
+from convergent.crdt import AppendLog, ReplicaId
 from convergent.crdt.causal import new_replica_id
 from convergent.crdt.replica import Subscription
 from convergent.errors import AuthError, ConvergentError, ProtocolError, SchemaError
 from convergent.run import Part, Run, RunChange
 from convergent.run.config import applied_key
 from convergent.run.dataset import format_id, parse_id, resolved_values
+from convergent.run.metrics import names_by_writer
 from convergent.server.hub import Hub
 from convergent.sync.protocol import Role
 from convergent.sync.session import WRITABLE
@@ -116,6 +117,15 @@ def thumbnail(payload: Any) -> dict[str, Any] | None:
     scaled = np.zeros_like(x) if hi <= lo else (x - lo) * (255.0 / (hi - lo))
     px = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
     return {"w": int(arr.shape[1]), "h": int(arr.shape[0]), "px": _b64(px)}
+
+
+def _points(mode: str, step: NDArray[Any], value: NDArray[Any]) -> dict[str, Any]:
+    return {
+        "mode": mode,
+        "points": len(step),
+        "step": _b64(step.astype("<f8")),
+        "value": _b64(value.astype("<f8")),
+    }
 
 
 def _preview(step: NDArray[Any], value: NDArray[Any]) -> dict[str, Any]:
@@ -270,7 +280,7 @@ class Room:
         self._history_timer: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()
         self._thumbs: dict[int, dict[str, Any] | None] = {}
-        self._sent_metrics: dict[str, tuple[int, float]] = {}  # name -> (points, last step)
+        self._rows: dict[int, int] = {}  # writer -> metric rows already pushed
         self._sent_dataset: tuple[NDArray[Any], list[Any], list[str], dict[str, list[str]]] = (
             np.empty(0, np.int64),
             [],
@@ -373,7 +383,6 @@ class Room:
         them in full (``None`` if every series is short): the first paint need not wait
         for 100,000 points to cross the socket and be parsed."""
         with self.run._lock:
-            self._sent_metrics = {}
             metrics = self.metrics_delta(full=True)
             previews = {
                 name: _preview(s.step, s.value)
@@ -590,32 +599,42 @@ class Room:
         return out
 
     def metrics_delta(self, *, full: bool = False) -> dict[str, Any]:
-        """Per metric: every point (``full``), or the points since the last push (``append``),
-        or all of them again when older points arrived (another writer's late steps)."""
+        """Per metric: every point (``full``), or the points logged since the last push
+        (``append``, in step order; the browser sorts them in if a writer lags behind).
+
+        Each writer's metric log only grows (its readable part is a contiguous prefix), so
+        a push reads the rows past a per-writer cursor: its cost follows what was logged
+        since the last push, not the length of the run.
+        """
         run = self.run
+        state: AppendLog = run._state(Part.METRICS)
         out: dict[str, Any] = {}
-        for name in run.metric_names():
-            s = run.metrics(name)
-            n = len(s)
-            sent = self._sent_metrics.get(name)
-            if n == 0:
+        if full:
+            for name in run.metric_names():
+                s = run.metrics(name)
+                if len(s):
+                    out[name] = _points("full", s.step, s.value)
+            self._rows = {w: len(state.rows_of(w, "step")) for w in state.writers()}
+            return out
+        index = names_by_writer(run)
+        new: dict[str, list[tuple[NDArray[Any], NDArray[Any]]]] = {}
+        for w in state.writers():
+            steps = state.rows_of(w, "step")
+            at, n = self._rows.get(w, 0), len(steps)
+            if n <= at:
                 continue
-            last = float(s.step[-1])
-            if full or sent is None:
-                mode, start = "full", 0
-            else:
-                count, last_step = sent
-                if count == n:
-                    continue
-                prefix_same = count <= n and (count == 0 or float(s.step[count - 1]) == last_step)
-                mode, start = ("append", count) if prefix_same else ("full", 0)
-            self._sent_metrics[name] = (n, last)
-            out[name] = {
-                "mode": mode,
-                "points": n - start,
-                "step": _b64(s.step[start:].astype("<f8")),
-                "value": _b64(s.value[start:].astype("<f8")),
-            }
+            metric = state.rows_of(w, "metric")[at:n]
+            values = state.rows_of(w, "value")[at:n]
+            for name, mid in index.get(w, {}).items():
+                mask = metric == mid
+                if mask.any():
+                    new.setdefault(name, []).append((steps[at:n][mask], values[mask]))
+            self._rows[w] = n
+        for name, chunks in new.items():
+            step = np.concatenate([c[0] for c in chunks])
+            value = np.concatenate([c[1] for c in chunks])
+            order = np.argsort(step, kind="stable")
+            out[name] = _points("append", step[order], value[order])
         return out
 
     def presence_view(self) -> list[dict[str, Any]]:
@@ -641,13 +660,12 @@ class Room:
     def workers_view(self) -> list[dict[str, Any]]:
         """Sync connections (trainers, CLI, Python clients) with their last metric step."""
         run = self.run
+        state: AppendLog = run._state(Part.METRICS)
         last: dict[int, tuple[int, int]] = {}
-        names = run.metric_names()
-        if names:
-            s = max((run.metrics(n) for n in names), key=len)
-            for w in np.unique(s.writer).tolist() if len(s) else []:
-                mask = s.writer == w
-                last[int(w)] = (int(s.step[mask].max()), int(s.time[mask].max()))
+        for w in state.writers():  # a writer's last row is its latest log: O(writers)
+            steps = state.rows_of(w, "step")
+            if len(steps):
+                last[w] = (int(steps[-1]), int(state.rows_of(w, "time")[-1]))
         out = []
         for conn in self.hub.connections.get(self.name, ()):
             rid = conn.session.replica
