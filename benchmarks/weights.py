@@ -129,7 +129,7 @@ def ddp(seed: int, steps: int) -> tuple[float, float]:
 
 
 def processes(
-    hub: Any, token: str, name: str, seed: int, setup: Any, timeout: float = 600
+    hub: Any, token: str, name: str, seed: int, setup: Any, timeout: float = 300
 ) -> tuple[float, float, float, bool]:
     """K ``convergent worker`` processes on one run: (accuracy, bytes/worker, wall s, identical)."""
     import convergent
@@ -179,11 +179,18 @@ def processes(
             for i in range(K)
         ]
         reports = []
-        for p in procs:
-            stdout, stderr = p.communicate(timeout=timeout)
-            if p.returncode != 0:
-                raise RuntimeError(f"a worker failed: {stderr.strip().splitlines()[-3:]}")
-            reports.append(json.loads(stdout.strip().splitlines()[-1]))
+        try:
+            deadline = time.monotonic() + timeout
+            for p in procs:
+                stdout, stderr = p.communicate(timeout=max(deadline - time.monotonic(), 1))
+                if p.returncode != 0:
+                    raise RuntimeError(f"a worker failed: {stderr.strip().splitlines()[-3:]}")
+                reports.append(json.loads(stdout.strip().splitlines()[-1]))
+        finally:
+            for p in procs:  # a worker that failed or hangs must not outlive the table
+                if p.poll() is None:
+                    p.kill()
+                    p.wait(timeout=10)
         last = setup.rounds
         admin.wait_until(lambda: admin.weights.decided_round() >= last, timeout=60)
         final = admin.weights.fold(last)

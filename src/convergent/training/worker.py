@@ -173,25 +173,25 @@ class _Changes:
 
     def __init__(self, run: Run) -> None:
         self.run = run
-        self.cond = threading.Condition()
+        self.event = threading.Event()
         self.handle = run.on_change(self._changed)
 
     def _changed(self, change: RunChange) -> None:
-        with self.cond:
-            self.cond.notify_all()
+        # Called holding the run's lock: only set a flag. Taking another lock here while the
+        # waiter holds it and asks for the run's lock (in the predicate) would deadlock.
+        self.event.set()
 
     def wait(self, predicate: Callable[[], bool], timeout: float) -> bool:
         """Whether ``predicate`` held within ``timeout`` seconds (checked after each change)."""
         deadline = time.monotonic() + timeout
-        with self.cond:
-            while not predicate():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                # A bounded wait: a change that lands between the check and the wait is
-                # seen at the latest 0.5 s later (merges notify under the run's own lock).
-                self.cond.wait(min(left, 0.5))
-        return True
+        while True:
+            self.event.clear()  # before the check: a change after it sets the flag again
+            if predicate():
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self.event.wait(left)
 
 
 def _live_settings(run: Run, loop: InnerLoop) -> None:
