@@ -574,3 +574,42 @@ def test_time_out_skips_the_missing_and_drops_a_worker_that_missed_twice() -> No
     b = Actor(ReplicaId(11))
     assert once.join(once.time_out(4, by=b)) == twice
     assert s.time_out(1, by=a) == Weights.initial()  # nothing missing, nothing written
+
+
+def test_the_hub_takes_a_workers_weights_and_refuses_a_forged_slot() -> None:
+    from convergent.run.ops import Part
+    from convergent.sync import Code, Role
+    from convergent.sync.session import WRITABLE
+    from test_sync_session import Sim
+
+    assert Part.WEIGHTS in WRITABLE[Role.WORKER] and Part.WEIGHTS not in WRITABLE[Role.EDITOR]
+    sim = Sim({"w": "work", "v": "view"})
+    sim.settle()
+    worker, viewer = sim.runs["w"], sim.runs["v"]
+    worker.weights.initialize(np.zeros(3))
+    worker.weights.enroll(1)
+    worker.weights.contribute(1, np.ones(3), n_samples=8, base=worker.weights.fold(0).digest)
+    sim.push("w")
+    sim.settle()
+    assert viewer.weights.decided_round() == 1
+    assert viewer.weights.model().digest == worker.weights.model().digest
+    # A contribution in another worker's slot: refused before it is stored or forwarded.
+    with worker.transaction():
+        worker._replicas[Part.WEIGHTS].mutate(
+            lambda s, *, by: s.contribute(
+                2,
+                quantize(np.ones(3), (3,), "fp16"),
+                n_samples=8,
+                codec="fp16",
+                base=bytes(16),
+                by=Actor(ReplicaId(999)),
+            )
+        )
+        worker._touched.add(Part.WEIGHTS)
+    sim.push("w")
+    sim.settle()
+    refused = sim.clients["w"].refused
+    assert [e.code for e in refused] == [Code.INVALID]
+    assert "may not contribute" in refused[0].message
+    assert (2, 999) not in sim.hub.weights.state().slots
+    assert (2, 999) not in viewer.weights.state().slots

@@ -34,17 +34,36 @@ from numpy.typing import NDArray
 from convergent.crdt import Weights
 from convergent.crdt.weights import (
     CodecName,
+    Contribution,
     FoldState,
     Model,
     quantize,
 )
-from convergent.run.ops import Part
+from convergent.run.ops import Op, Part
 
 if TYPE_CHECKING:
     from convergent.run.document import Run
 
 JOIN_LAG = 2
 """Rounds ahead of everything a replica knows that a join or a setting is scheduled."""
+
+
+def foreign_contribution(op: Op) -> str | None:
+    """Why ``op`` may not be stored: it writes a contribution into another worker's slot.
+
+    Only a worker writes its own contribution (anyone may write Skip), so a hub refuses an
+    op whose contribution names any worker but the op's origin.
+    """
+    delta = op.deltas.get(Part.WEIGHTS)
+    if not isinstance(delta, Weights):
+        return None
+    for (round, worker), slot in delta.slots.items():
+        if isinstance(slot, Contribution) and worker != op.origin:
+            return (
+                f"replica {op.origin:016x} may not contribute for worker {worker:016x} "
+                f"(round {round})"
+            )
+    return None
 
 
 class RunWeights:

@@ -27,6 +27,7 @@ from convergent.run import Run, Version
 from convergent.run.config import schema_of
 from convergent.run.document import read_bundle
 from convergent.run.ops import Bundle, Op, Part, decode_bundle, encode_bundle, split_bundle
+from convergent.run.weights import foreign_contribution
 from convergent.sync.protocol import (
     DEFAULT_MAX_FRAME,
     FRAME_OVERHEAD,
@@ -338,6 +339,8 @@ class HubSession:
                         frame.id,
                     )
         problem = _schema_problem(run, ops)
+        for op in ops:  # only a worker writes its own contribution (anyone may skip)
+            problem = problem or foreign_contribution(op)
         if problem is not None:
             return self._fail(Code.INVALID, problem, frame.id)
         try:
