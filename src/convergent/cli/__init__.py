@@ -3,8 +3,9 @@
 ``convergent serve`` runs a hub and ``convergent token create`` hands out access tokens;
 ``convergent train`` trains on a run while ``set``, ``get``, ``config``, ``status``,
 ``pause``/``resume``/``stop``/``checkpoint``, ``history``, ``log``, ``notes`` and ``data``
-change and read it; ``convergent demo`` starts a hub and a trainer on the digits (with
-``--offline``: two replicas of one run merging without a hub).
+change and read it; ``convergent worker`` trains one model with other workers, without a
+parameter server (the weights CRDT); ``convergent demo`` starts a hub and a trainer on the
+digits (with ``--offline``: two replicas of one run merging without a hub).
 """
 
 from __future__ import annotations
