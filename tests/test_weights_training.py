@@ -127,3 +127,15 @@ def test_workers_train_together_through_a_real_hub(tmp_path: Path) -> None:
         for r in runs:
             r.close()
         hub.stop()
+
+
+def test_the_readme_example_runs() -> None:
+    import contextlib
+    import io
+
+    from test_readme import python_block
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(python_block("Decentralized training"), "README.md", "exec"), {})
+    assert out.getvalue().splitlines() == ["0", "1 True"]
