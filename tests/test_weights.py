@@ -613,3 +613,24 @@ def test_the_hub_takes_a_workers_weights_and_refuses_a_forged_slot() -> None:
     assert "may not contribute" in refused[0].message
     assert (2, 999) not in sim.hub.weights.state().slots
     assert (2, 999) not in viewer.weights.state().slots
+
+
+def test_forty_contributions_twenty_orders_one_result() -> None:
+    """The prototype's check, as written in the reference: 40 contributions merged in 20
+    random orders, with duplicates and through an intermediate replica, give one result."""
+    played = play_rounds(40, workers=5, rounds=8, codec="int8", skip_prob=0.1)
+    contributions = sum(isinstance(s, Contribution) for s in played.final.slots.values())
+    assert contributions + sum(s is SKIP for s in played.final.slots.values()) == 40
+    rng = random.Random(40)
+    results = set()
+    for _ in range(20):
+        order = played.deltas + rng.choices(played.deltas, k=10)
+        rng.shuffle(order)
+        relay, replica = Weights.initial(), Weights.initial()
+        for i, d in enumerate(order):
+            (relay if i % 2 else replica).join_inplace(d)
+            if i % 7 == 0:
+                replica.join_inplace(relay)  # through the intermediate replica
+        replica.join_inplace(relay)
+        results.add((replica.value().digest, encode(replica)))
+    assert len(results) == 1

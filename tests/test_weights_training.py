@@ -139,3 +139,29 @@ def test_the_readme_example_runs() -> None:
     with contextlib.redirect_stdout(out):
         exec(compile(python_block("Decentralized training"), "README.md", "exec"), {})
     assert out.getvalue().splitlines() == ["0", "1 True"]
+
+
+def test_the_worker_command_on_a_run_file_uses_the_live_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from convergent.run import Float, Int
+
+    path = tmp_path / "run.convergent"
+    data = Digits.load(0)
+    with convergent.open(path, config={"lr": Float(0.05), "batch_size": Int(16)}) as run:
+        x = data.x_train[:120].numpy().reshape(-1, 8, 8).astype(np.uint8)
+        run.dataset.add_many(x, data.y_train[:120].numpy(), split="train")
+        run.config["lr"] = 0.02  # requested by a person: the worker trains with it
+        run.config["batch_size"] = 8
+    args = ["worker", str(path), "--rounds", "2", "--inner-steps", "4", "--json"]
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    # Joining, it announced a round two past anything it knew (round 2): rounds 2 and 3.
+    assert report["rounds"] == 2 and report["final_round"] == 3 and report["bytes_sent"] > 0
+    with convergent.open(path) as run:
+        assert run.weights.model().digest.hex() == report["digest"]
+        state = run.weights.state()
+        (contribution,) = [s for (r, _), s in state.slots.items() if r == 3]
+        assert contribution.n_samples == 4 * 8  # four steps of the requested batch size
