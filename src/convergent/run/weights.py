@@ -96,6 +96,7 @@ class RunWeights:
             return self._state().decided_round()
 
     def is_decided(self, round: int) -> bool:
+        """Whether every expected slot of ``round`` is filled (earlier rounds may not be)."""
         with self._run._lock:
             return self._state().is_decided(round)
 

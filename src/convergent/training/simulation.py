@@ -223,7 +223,7 @@ def simulate(setup: Setup, data: Digits | None = None) -> Outcome:
         """Start the next round if the one before is decided (the worker loop's step 1)."""
         nonlocal joiner
         r = w.next_round
-        if w.done or w.waiting_since is None or not w.state.is_decided(r - 1):
+        if w.done or w.waiting_since is None or w.state.decided_round() < r - 1:
             return
         expected = w.state.expected(r)
         if w.actor.replica not in expected:
@@ -274,10 +274,13 @@ def simulate(setup: Setup, data: Digits | None = None) -> Outcome:
 
     def timeout(now: float, w: _Worker, r: int) -> None:
         nonlocal skipped
-        if w.done or w.next_round != r + 1 or w.state.is_decided(r):
+        if w.done or w.next_round != r + 1 or w.state.decided_round() >= r:
             return
-        skipped += len(w.state.missing(r))
-        publish(now, w, w.state.time_out(r, by=w.actor))
+        delta = Weights.initial()
+        for q in range(w.state.decided_round() + 1, r + 1):  # every round still open
+            skipped += len(w.state.missing(q))
+            delta.join_inplace(w.state.time_out(q, by=w.actor))
+        publish(now, w, delta)
 
     now = 0.0
     for w in workers:

@@ -335,8 +335,13 @@ def _bytes_of(run: Run) -> int:
 
 
 def _wait_decided(run: Run, changes: _Changes, round: int, timeout: float) -> tuple[int, ...]:
-    """Wait until ``round`` is decided; after ``timeout`` s skip the slots still missing."""
+    """Wait until every round up to ``round`` is decided; after ``timeout`` s skip the slots
+    still missing in each (a round before can be the one holding the fold back)."""
     weights = run.weights
-    if round < 0 or changes.wait(lambda: weights.is_decided(round), timeout):
+    if changes.wait(lambda: weights.decided_round() >= round, timeout):
         return ()
-    return tuple(weights.time_out(round))
+    skipped: list[int] = []
+    with run.transaction():
+        for q in range(max(weights.decided_round(), 0) + 1, round + 1):
+            skipped += weights.time_out(q)
+    return tuple(skipped)
