@@ -12,19 +12,34 @@ export class Channel {
     this.delay = 500;
     this.ws = null;
     this.stopped = false;
-    this.connect();
+    // After the page's module has finished setting up: an adopted socket may hold the
+    // welcome already, and handling it needs every view ready.
+    queueMicrotask(() => this.connect());
   }
 
   connect() {
+    // The page's inline script may have opened the socket already (and sent the hello).
+    const early = window.convergentEarly;
+    window.convergentEarly = null;
+    const adopt = early && early.ws.readyState <= WebSocket.OPEN;
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    const ws = new WebSocket(`${scheme}//${location.host}/runs/${encodeURIComponent(this.run)}/ui`);
+    const ws = adopt ? early.ws : new WebSocket(`${scheme}//${location.host}/runs/${encodeURIComponent(this.run)}/ui`);
     this.ws = ws;
     this.handlers.onStatus("connecting");
-    ws.onopen = () => {
-      this.handlers.onStatus("open");
-      ws.send(JSON.stringify({ type: "hello", ...this.hello() }));
-    };
+    if (adopt) {
+      if (early.opened) this.handlers.onStatus("open");
+      else {
+        const sendHello = ws.onopen;
+        ws.onopen = (ev) => { sendHello(ev); this.handlers.onStatus("open"); };
+      }
+    } else {
+      ws.onopen = () => {
+        this.handlers.onStatus("open");
+        ws.send(JSON.stringify({ type: "hello", ...this.hello() }));
+      };
+    }
     ws.onmessage = (ev) => this.receive(JSON.parse(ev.data), ev.data.length);
+    if (adopt) for (const data of early.messages) this.receive(JSON.parse(data), data.length);
     ws.onclose = () => {
       if (this.ws !== ws) return;
       for (const [, p] of this.pending) p.reject(new Error("connection lost; not confirmed"));

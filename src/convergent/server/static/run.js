@@ -361,8 +361,13 @@ function initials(name) {
 
 function renderPresence() {
   const people = app.state.presence || [];
-  if (view === "config") renderConfig();
-  if (view === "dataset") dataset.render();
+  // Redraw a view only when who is on what in it changed: a redraw under a click eats it.
+  const spots = JSON.stringify(people.filter((p) => p.session !== app.session && p.detail).map((p) => [p.user, p.view, p.detail, p.color]));
+  if (spots !== app.spots) {
+    app.spots = spots;
+    if (view === "config") renderConfig();
+    if (view === "dataset") dataset.render();
+  }
   $("presence").replaceChildren(...people.map((p) =>
     h("span.avatar", { style: `background:${p.color}`, title: `${p.user} (${p.role}) — looking at ${p.view}` }, initials(p.user))));
   $("people").replaceChildren(...people.map((p) =>
