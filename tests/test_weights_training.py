@@ -64,6 +64,14 @@ def test_a_straggler_is_skipped_after_the_timeout_the_same_way_every_time(
     assert first.rounds == 8
 
 
+def test_a_crashed_worker_is_skipped_then_dropped(digits: Digits) -> None:
+    setup = Setup(workers=3, steps=64, inner_steps=8, crash=True, skip_timeout=0.5, seed=4)
+    outcome = simulate(setup, digits)
+    assert outcome.identical and outcome.rounds == 8
+    # Its slot is skipped in two rounds, then it is tombstoned: no more waiting for it.
+    assert outcome.skipped == 2
+
+
 def test_the_worker_command_describes_itself(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main(["worker", "--help"])
@@ -165,3 +173,14 @@ def test_the_worker_command_on_a_run_file_uses_the_live_config(
         state = run.weights.state()
         (contribution,) = [s for (r, _), s in state.slots.items() if r == 3]
         assert contribution.n_samples == 4 * 8  # four steps of the requested batch size
+
+
+def test_docstring_examples_run() -> None:
+    import doctest
+
+    import convergent.training.simulation
+    import convergent.training.worker
+
+    for module in (convergent.training.worker, convergent.training.simulation):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0

@@ -86,6 +86,7 @@ class Setup:
     skip_timeout: float | None = None  # rounds; None: wait as long as it takes
     slowness: tuple[float, ...] = ()  # per worker, 1.0 when absent
     churn: bool = False  # the last worker leaves after R/3, a new one joins at R/2
+    crash: bool = False  # the last worker stops without a word after R/3 (set skip_timeout)
     seed: int = 0  # data split, model, shards and batches
     network_seed: int | None = None  # delays and duplicates (default: ``seed``)
 
@@ -108,7 +109,7 @@ class Outcome:
     rounds: int
     digest: bytes
     idle: float  # fraction of simulated time workers spent waiting
-    skipped: int
+    skipped: int  # slots skipped after a timeout (by any replica, counted once)
     peak_slots: int
     params: int
     members: int  # workers that ever enrolled
@@ -213,7 +214,7 @@ def simulate(setup: Setup, data: Digits | None = None) -> Outcome:
     if leaver is not None:
         leaver.last = max(1, rounds // 3)
     joiner: _Worker | None = None
-    skipped = 0
+    skipped: set[tuple[int, int]] = set()  # (round, worker) slots anyone skipped
     peak_slots = 0
 
     def slowness(w: _Worker) -> float:
@@ -258,6 +259,10 @@ def simulate(setup: Setup, data: Digits | None = None) -> Outcome:
         delta = w.state.contribute(
             r, payload, n_samples=n, codec=setup.codec, base=base, by=w.actor
         )
+        if setup.crash and w is workers[-1] and r >= max(1, rounds // 3):
+            publish(now, w, delta)  # its last message: the process dies right after
+            w.done, w.active = True, False
+            return
         if r >= w.last:
             delta.join_inplace(w.state.join(delta).leave(r + 1, by=w.actor))
             w.done = True
@@ -273,12 +278,11 @@ def simulate(setup: Setup, data: Digits | None = None) -> Outcome:
             net.at(now + setup.skip_timeout * steps_per_round, "timeout", (w, r))
 
     def timeout(now: float, w: _Worker, r: int) -> None:
-        nonlocal skipped
         if w.done or w.next_round != r + 1 or w.state.decided_round() >= r:
             return
         delta = Weights.initial()
         for q in range(w.state.decided_round() + 1, r + 1):  # every round still open
-            skipped += len(w.state.missing(q))
+            skipped.update((q, m) for m in w.state.missing(q))
             delta.join_inplace(w.state.time_out(q, by=w.actor))
         publish(now, w, delta)
 
@@ -308,8 +312,9 @@ def simulate(setup: Setup, data: Digits | None = None) -> Outcome:
     if not all(w.done for w in everyone):
         raise RuntimeError("the simulated run stalled: a round can never be decided")
 
-    digests = {w.state.value().digest for w in everyone}
-    final = everyone[0].state
+    live = [w for w in everyone if w.active]  # a crashed worker's replica is gone
+    digests = {w.state.value().digest for w in live}
+    final = live[0].state
     model, _ = digits_mlp64()
     load_vector(model, final.value().weights)
     return Outcome(
@@ -320,7 +325,7 @@ def simulate(setup: Setup, data: Digits | None = None) -> Outcome:
         rounds=final.decided_round(),
         digest=final.value().digest,
         idle=sum(w.idle for w in workers) / max(now * len(workers), 1e-9),
-        skipped=skipped,
+        skipped=len(skipped),
         peak_slots=peak_slots,
         params=len(vec),
         members=len(final.members),

@@ -14,8 +14,8 @@ Each worker holds a replica of the run. A round ``r`` goes like this (DESIGN.md 
 With no timeout firing this is exactly synchronous DiLoCo: the whole trajectory is a function
 of the seeds, whatever the order, duplication or delay of messages.
 
-    with convergent.connect(url, token) as run:
-        model, optimizer = convergent.training.tasks.digits_mlp64()
+    with convergent.connect(url, token) as run:      # a `worker` token of the run
+        model, optimizer = digits_mlp64()             # from convergent.training.tasks
         report = train_worker(run, model, optimizer, rounds=20, inner_steps=32)
 
 `InnerLoop` and `ErrorFeedback` are the parts the in-process simulator
@@ -257,6 +257,18 @@ def train_worker(
 
     Returns:
         What the worker did; ``digest`` identifies the final model, equal on every replica.
+
+    Example:
+        >>> import numpy as np
+        >>> from convergent.run import Run
+        >>> from convergent.training.tasks import digits_mlp64
+        >>> run = Run()                                   # or convergent.connect(url, token)
+        >>> pixels = np.random.default_rng(0).integers(0, 17, (32, 8, 8), dtype=np.uint8)
+        >>> _ = run.dataset.add_many(pixels, [0, 1] * 16, split="train")
+        >>> model, optimizer = digits_mlp64()
+        >>> report = train_worker(run, model, optimizer, rounds=2, inner_steps=4)
+        >>> report.final_round, report.digest == run.weights.model().digest  # joined at 2
+        (3, True)
     """
     if rounds < 1:
         raise ValueError("a worker trains at least one round")
