@@ -726,7 +726,7 @@ class Dashboard:
             user.strip(),
             role,
             view if view in VIEWS else "charts",
-            COLORS[random.randrange(len(COLORS))],
+            _color_for(room),
             asyncio.Queue(maxsize=QUEUE),
         )
         view_data, full_metrics = room.join(session)
@@ -940,6 +940,13 @@ class Dashboard:
         if not out and self.hub.authorize(token, "*") is None:
             return None
         return out
+
+
+def _color_for(room: Room) -> str:
+    """A presence color nobody on the run has yet (while there are some left)."""
+    taken = {s.color for s in room.sessions}
+    free = [c for c in COLORS if c not in taken]
+    return free[0] if free else COLORS[random.randrange(len(COLORS))]
 
 
 async def _send_loop(websocket: WebSocket, session: Session) -> None:

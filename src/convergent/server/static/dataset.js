@@ -235,7 +235,7 @@ export class DatasetBrowser {
     const sp = this.sprite;
     const t = this.thumbs.get(id);
     if (!sp || !sp.slots.has(id)) return h("span.thumb-text", {}, t ? t.text : "…");
-    const scale = 24 / Math.max(sp.w, sp.h);
+    const scale = 32 / Math.max(sp.w, sp.h);
     const el = h("span.px", { role: "img", "aria-label": `sample ${id}` });
     el.style.cssText = `width:${t.w * scale}px;height:${t.h * scale}px;` +
       `background-image:url(${sp.url});background-size:${sp.n * sp.w * scale}px ${sp.h * scale}px;` +
