@@ -419,3 +419,37 @@ def test_metric_points_are_pushed_once_each_from_every_writer(hub: HubProcess) -
         a.close()
         b.close()
         ui.close()
+
+
+def test_a_browser_joining_never_costs_the_others_a_point(tmp_path: Path) -> None:
+    """A new session's full view moves the room's cursors on: whatever the others were not
+    sent yet goes out to them first."""
+    import asyncio
+
+    from convergent.server.dashboard import Room, Session
+    from convergent.server.hub import Hub
+    from convergent.sync.protocol import Role
+
+    async def scenario() -> tuple[list[float], int]:
+        hub = Hub(tmp_path)
+        try:
+            run = hub.create_run("r")
+            room = Room(hub, "r", run)
+            first = Session(1, "a", Role.EDITOR, "charts", "#000", asyncio.Queue())
+            room.join(first)
+            run.log({"loss": 1.0}, step=1)  # noted, its push not due yet...
+            second = Session(2, "b", Role.EDITOR, "charts", "#111", asyncio.Queue())
+            view, _ = room.join(second)  # ...when someone else opens the page
+            steps: list[float] = []
+            while not first.queue.empty():
+                text = first.queue.get_nowait()
+                assert text is not None
+                m = json.loads(text).get("metrics", {}).get("loss")
+                if m is not None:
+                    steps += np.frombuffer(base64.b64decode(m["step"]), "<f8").tolist()
+            return steps, view["metrics"]["loss"]["points"]
+        finally:
+            hub.close()
+
+    steps, in_view = asyncio.run(scenario())
+    assert steps == [1.0] and in_view == 1

@@ -297,7 +297,11 @@ class Room:
         first, so the room's cursors and this view agree)."""
         if self._subscription is None:
             self._subscription = self.run.on_change(self._changed)
-        if self.dirty:
+        if self.sessions:
+            # The others get what changed up to now (metric rows and dataset changes are
+            # read against the room's cursors, which this view moves on), even a change
+            # whose note from another thread is still on its way.
+            self.dirty |= {"metrics", "samples"}
             self.flush()
         self.sessions.add(session)
         view = self.full_view()
@@ -326,10 +330,18 @@ class Room:
             self._schedule()
 
     def _changed(self, change: RunChange) -> None:
-        # Called inside the run's commit, on whichever thread made the change: hand it to
-        # the hub's loop and never raise into the run.
-        with contextlib.suppress(RuntimeError):  # the loop is closing
-            self._loop.call_soon_threadsafe(self._mark, change.parts)
+        # Called inside the run's commit, on whichever thread made the change: noted at
+        # once on the hub's loop, handed to it from any other thread; never raises into
+        # the run.
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if here is self._loop:
+            self._mark(change.parts)
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop is closing
+                self._loop.call_soon_threadsafe(self._mark, change.parts)
 
     def _mark(self, parts: frozenset[str]) -> None:
         if parts - _METRIC_PARTS:
