@@ -628,10 +628,16 @@ def _base(s: Weights, round: int) -> bytes:
     return s.fold(max(s.checkpoint.round, min(round - 1, d))).digest
 
 
+def _round_of(s: Weights, a: Args) -> int:
+    """The round a contribution is for: drawn, or the next one a worker would train."""
+    drawn: int | None = a[0]
+    return drawn if drawn is not None else max(1, s.decided_round() + 1)
+
+
 def _contribution(s: Weights, a: Args) -> Contribution:
-    round, seed, n, codec = a
+    _, seed, n, codec = a
     payload = quantize(np.array([seed, -seed, 0.25 * seed]), _SIZES, codec)
-    return Contribution(n, codec_of(codec), _base(s, round), payload)
+    return Contribution(n, codec_of(codec), _base(s, _round_of(s, a)), payload)
 
 
 def _with_slot(s: Weights, key: tuple[int, int], digest: bytes) -> dict[str, Any]:
@@ -706,20 +712,22 @@ WEIGHTS = CrdtType[Weights](
         Operation[Weights](
             "contribute",
             st.tuples(
-                _ROUNDS,
+                st.none() | _ROUNDS,  # None: the round a worker trains next (D + 1)
                 st.sampled_from([0.5, -1.0, 3.0]),
                 st.integers(1, 3),
                 st.sampled_from(["fp32", "fp16", "int8"]),
             ),
             lambda s, a, by: s.contribute(
-                a[0],
+                _round_of(s, a),
                 _contribution(s, a).payload,
                 n_samples=a[2],
                 codec=a[3],
-                base=_base(s, a[0]),
+                base=_base(s, _round_of(s, a)),
                 by=by,
             ),
-            lambda s, a, by: _with_slot(s, (a[0], by.replica), _contribution(s, a).digest),
+            lambda s, a, by: _with_slot(
+                s, (_round_of(s, a), by.replica), _contribution(s, a).digest
+            ),
         ),
         Operation[Weights](
             "skip",
