@@ -605,7 +605,9 @@ class Weights(Crdt):
 
         Round r is stable once every worker expected in round r+1 has contributed to it
         *from this replica's fold of r* (its ``base``): each of them had seen round r
-        exactly as this replica does, and a worker waits for r before writing r+1.
+        exactly as this replica does, and a worker waits for r before writing r+1. This
+        holds if only workers expected in round r+1 skip slots of round r (the worker
+        loop's rule): a Skip from anyone else could still arrive and change round r.
         """
         if self.checkpoint is None:
             return -1

@@ -280,6 +280,8 @@ def simulate(setup: Setup, data: Digits | None = None) -> Outcome:
     def timeout(now: float, w: _Worker, r: int) -> None:
         if w.done or w.next_round != r + 1 or w.state.decided_round() >= r:
             return
+        if w.actor.replica not in w.state.expected(r + 1):
+            return  # only a worker about to build on round r gives up on its slots
         delta = Weights.initial()
         for q in range(w.state.decided_round() + 1, r + 1):  # every round still open
             skipped.update((q, m) for m in w.state.missing(q))

@@ -329,11 +329,12 @@ def train_worker(
         else:
             r += 1
         weights.leave(r)  # a tombstone: nobody waits for this worker's later slots
-        last = r - 1
-        _wait_decided(run, changes, last, skip_timeout)
-        final = weights.fold(last)
+        # The last round: wait for it, but never skip anyone in it. Only the workers that
+        # go on to the next round may give up on a slot (see `Weights.stable_round`).
+        changes.wait(lambda: weights.decided_round() >= r - 1, skip_timeout)
+        final = weights.fold(min(r - 1, weights.decided_round()))
         load_vector(model, final.model())
-        report.final_round, report.digest = last, final.digest
+        report.final_round, report.digest = final.round, final.digest
         report.wall_s = time.monotonic() - started
     finally:
         changes.handle.remove()
@@ -348,9 +349,15 @@ def _bytes_of(run: Run) -> int:
 
 def _wait_decided(run: Run, changes: _Changes, round: int, timeout: float) -> tuple[int, ...]:
     """Wait until every round up to ``round`` is decided; after ``timeout`` s skip the slots
-    still missing in each (a round before can be the one holding the fold back)."""
+    still missing in each (a round before can be the one holding the fold back).
+
+    Only a worker expected in round ``round + 1`` skips: it is about to build on ``round``,
+    and `Weights.stable_round` counts on no one else giving up on a slot after that.
+    """
     weights = run.weights
     if changes.wait(lambda: weights.decided_round() >= round, timeout):
+        return ()
+    if run.replica_id not in weights.expected(round + 1):
         return ()
     skipped: list[int] = []
     with run.transaction():
