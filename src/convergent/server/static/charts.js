@@ -124,11 +124,11 @@ export class Charts {
     const names = [...this.series.keys()].sort();
     const empty = this.container.querySelector(".empty");
     if (empty && names.length) empty.remove();
-    names.forEach((name, i) => {
+    names.forEach((name) => {
       const s = this.series.get(name);
       let u = this.plots.get(name);
       if (!u) {
-        u = this.create(name, COLORS[i % COLORS.length], s.data());
+        u = this.create(name, COLORS[this.plots.size % COLORS.length], s.data());
         this.plots.set(name, u);
         if (this.zoomed !== null) u.setScale("x", { min: this.zoomed[0], max: this.zoomed[1] });
       } else {
@@ -139,6 +139,9 @@ export class Charts {
       u.root.parentElement.querySelector(".last").textContent =
         s.n ? `${fmt(last)} at step ${fmt(s.x[s.n - 1])} · ${fmt(s.n)} points` : "";
     });
+    // Charts in name order, whichever metric was logged first.
+    const cards = names.map((name) => this.plots.get(name).root.parentElement);
+    if (cards.some((card, k) => this.container.children[k] !== card)) this.container.append(...cards);
   }
 
   create(name, color, data) {
@@ -219,6 +222,7 @@ export class Charts {
     ctx.save();
     ctx.font = `${11 * devicePixelRatio}px system-ui, sans-serif`;
     ctx.textBaseline = "top";
+    ctx.textAlign = "left"; // uPlot leaves the axes' alignment in the context
     let row = 0;
     for (const m of this.markers) {
       if (m.step < u.scales.x.min || m.step > u.scales.x.max) continue;
@@ -232,8 +236,13 @@ export class Charts {
       ctx.fillStyle = "#374151";
       const label = m.label;
       const w = ctx.measureText(label).width;
-      const tx = x + 4 + w > u.bbox.left + u.bbox.width ? x - 4 - w : x + 4;
-      ctx.fillText(label, tx, top + 4 + (row % 4) * 14 * devicePixelRatio);
+      const right = u.bbox.left + u.bbox.width;
+      const tx = x + 4 + w <= right ? x + 4 : Math.max(u.bbox.left, x - 4 - w);
+      const ty = top + 4 + (row % 4) * 14 * devicePixelRatio;
+      ctx.fillStyle = "rgba(255, 255, 255, 0.85)"; // readable over the lines
+      ctx.fillRect(tx - 2, ty - 1, w + 4, 13 * devicePixelRatio);
+      ctx.fillStyle = "#374151";
+      ctx.fillText(label, tx, ty);
       row++;
     }
     ctx.restore();
