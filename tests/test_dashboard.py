@@ -308,5 +308,11 @@ def test_the_runs_list(browser: Browser, hub: HubProcess) -> None:
         page.click("#runs a")
         expect(page.locator("#conn")).to_have_text("live")  # the stored token opens the run
         expect(page.locator("#me")).to_contain_text("alice")
+        # the views are tabs a keyboard walks with the arrow keys
+        page.focus("#tab-charts")
+        page.keyboard.press("ArrowRight")
+        expect(page.locator("#tab-config")).to_be_focused()
+        expect(page.locator("#view-config")).to_be_visible()
+        expect(page.locator("#view-charts")).to_be_hidden()
     finally:
         context.close()
