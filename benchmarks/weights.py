@@ -92,7 +92,7 @@ def _ddp_rank(rank: int, world: int, port: int, seed: int, steps: int, out: str)
     ddp = DistributedDataParallel(model)
     opt = torch.optim.SGD(ddp.parameters(), lr=0.05, momentum=0.9)
     loop = InnerLoop(ddp, opt, data.x_train[rows], data.y_train[rows], seed=seed * 1000 + rank)
-    batches = loop._batches()
+    batches = loop.batches()
     dist.barrier()
     started = time.perf_counter()
     for _ in range(steps):

@@ -235,7 +235,7 @@ def simulate(setup: Setup, data: Digits | None = None) -> Outcome:
         here = (expected.index(w.actor.replica), len(expected))
         if here != w.position:
             rows = torch.from_numpy(shard(labels, here[0], here[1], setup.sharding, setup.seed))
-            w.loop.x, w.loop.y = data.x_train[rows], data.y_train[rows]
+            w.loop.use(data.x_train[rows], data.y_train[rows])
             w.position = here
         start = w.state.fold(r - 1)
         if setup.reset_inner:
@@ -360,7 +360,7 @@ def synchronous(setup: Setup, data: Digits | None = None) -> tuple[float, float,
                 seed=setup.seed * 1000 + i,
             )
         )
-    batches = [loop._batches() for loop in loops]
+    batches = [loop.batches() for loop in loops]
     model.train()
     for _ in range(setup.steps):
         xs, ys = [], []

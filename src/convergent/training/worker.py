@@ -89,13 +89,18 @@ class InnerLoop:
         seed: int = 0,
     ) -> None:
         self.model, self.optimizer = model, optimizer
-        self.x, self.y = x, y
         self.batch_size = batch_size
         self._rng = np.random.default_rng(seed)
+        self.use(x, y)
+
+    def use(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Train on these samples from now on (a new shard after a join or a leave)."""
+        self.x, self.y = x, y
         self._order: NDArray[np.int64] = np.zeros(0, dtype=np.int64)
         self._at = 0
 
-    def _batches(self) -> Iterator[NDArray[np.int64]]:
+    def batches(self) -> Iterator[NDArray[np.int64]]:
+        """Row indices of the next batches: epochs of seeded permutations, endless."""
         while True:
             if self._at + self.batch_size > len(self._order):
                 self._order = self._rng.permutation(len(self.x)).astype(np.int64)
@@ -109,15 +114,17 @@ class InnerLoop:
         """Train ``steps`` steps from ``start``; returns (local weights, samples, last loss)."""
         load_vector(self.model, start)
         self.model.train()
-        batches = self._batches()
+        batches = self.batches()
         loss = torch.zeros(())
+        seen = 0
         for _ in range(steps):
             idx = torch.from_numpy(next(batches))
             loss = torch.nn.functional.cross_entropy(self.model(self.x[idx]), self.y[idx])
             self.optimizer.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]
             self.optimizer.step()
-        return model_vector(self.model)[0], steps * self.batch_size, float(loss.item())
+            seen += len(idx)
+        return model_vector(self.model)[0], seen, float(loss.item())
 
 
 @dataclass
@@ -308,7 +315,7 @@ def train_worker(
                         model, optimizer, x[sub], y[sub], batch_size=batch_size, seed=seed + here[0]
                     )
                 else:
-                    loop.x, loop.y = x[sub], y[sub]
+                    loop.use(x[sub], y[sub])
                 position = here
             assert loop is not None
             _live_settings(run, loop)
