@@ -218,6 +218,9 @@ def test_the_chart_grows_while_a_trainer_runs_and_pause_stops_it(
         page.wait_for_function(
             f"({x_max})() === window.convergent.charts.series.get('loss').x[({points})() - 1]"
         )
+        page.check("#log-y")  # the loss is positive: its chart takes a log scale
+        page.wait_for_function("window.convergent.charts.plots.get('loss').scales.y.distr === 3")
+        page.uncheck("#log-y")
         # an lr change from the browser becomes a marker once the trainer applied it
         page.click("#tab-config")
         page.fill("#cfg-lr", "0.03")

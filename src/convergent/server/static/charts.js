@@ -6,6 +6,11 @@ import { h, fmt } from "./common.js";
 
 const COLORS = ["#2563eb", "#dc2626", "#059669", "#d97706", "#7c3aed", "#0891b2", "#be185d"];
 
+function positive(values) {
+  for (let i = 0; i < values.length; i++) if (!(values[i] > 0) && Number.isFinite(values[i])) return false;
+  return values.length > 0;
+}
+
 function f64(b64) {
   const bin = atob(b64);
   const bytes = new Uint8Array(bin.length);
@@ -73,6 +78,7 @@ export class Charts {
     this.plots = new Map();
     this.markers = [];
     this.weight = 0.6;
+    this.logY = false;
     this.zoomed = null; // [min, max] while someone zoomed, shared by every chart
     this.onFirstDraw = onFirstDraw;
     this.drawn = false;
@@ -94,6 +100,17 @@ export class Charts {
   setSmoothing(weight) {
     this.weight = weight;
     for (const s of this.series.values()) s.smooth(weight);
+    this.render();
+  }
+
+  /** Log-scale y axes (for the charts whose values are all positive). */
+  setLog(on) {
+    this.logY = on;
+    for (const u of this.plots.values()) {
+      u.root.parentElement.remove();
+      u.destroy();
+    }
+    this.plots.clear();
     this.render();
   }
 
@@ -152,7 +169,7 @@ export class Charts {
     const opts = {
       width: this.width(),
       height: 200,
-      scales: { x: { time: false } },
+      scales: { x: { time: false }, y: { distr: this.logY && positive(data[1]) ? 3 : 1 } },
       legend: { show: true },
       cursor: { drag: { x: true, y: false, setScale: false } },
       series: [

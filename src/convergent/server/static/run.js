@@ -389,5 +389,6 @@ $("smoothing").addEventListener("input", (e) => {
   charts.setSmoothing(+e.target.value);
 });
 $("zoom-reset").addEventListener("click", () => charts.resetZoom());
+$("log-y").addEventListener("change", (e) => charts.setLog(e.target.checked));
 
 show(["charts", "config", "dataset", "notes", "history", "checkpoints"].includes(view) ? view : "charts", false);
