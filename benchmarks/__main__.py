@@ -4,7 +4,8 @@ Table 1 times every mutator of every type through a `Replica`, with join, encode
 Table 2 runs peer workloads side by side with pycrdt (Yrs) in the same process; Table 3 times
 the Run document durable in SQLite (import, edits, metrics, reopen, join, catch-up); Table 4
 runs the hub over real sockets beside pycrdt-websocket (latency, fan-out, catch-up, SIGKILL
-durability); Table 7 trains the digits with K workers over the weights CRDT (simulated and
+durability); Table 6 loads the dashboard in headless chromium (first paint of a run with
+100,000 metric points and 2,000 samples, an edit to another browser); Table 7 trains the digits with K workers over the weights CRDT (simulated and
 as processes through a hub) against synchronous data parallelism and gloo DDP; a last table
 lists the project's performance targets. Tables go to stdout, progress to stderr.
 """
