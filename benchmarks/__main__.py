@@ -5,9 +5,10 @@ Table 2 runs peer workloads side by side with pycrdt (Yrs) in the same process; 
 the Run document durable in SQLite (import, edits, metrics, reopen, join, catch-up); Table 4
 runs the hub over real sockets beside pycrdt-websocket (latency, fan-out, catch-up, SIGKILL
 durability); Table 6 loads the dashboard in headless chromium (first paint of a run with
-100,000 metric points and 2,000 samples, an edit to another browser); Table 7 trains the digits with K workers over the weights CRDT (simulated and
-as processes through a hub) against synchronous data parallelism and gloo DDP; a last table
-lists the project's performance targets. Tables go to stdout, progress to stderr.
+100,000 metric points and 2,000 samples, an edit to another browser); Table 7 trains the
+digits with K workers over the weights CRDT (simulated and as processes through a hub)
+against synchronous data parallelism and gloo DDP; a last table lists the project's
+performance targets. Tables go to stdout, progress to stderr.
 """
 
 from __future__ import annotations
