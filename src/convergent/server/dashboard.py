@@ -288,7 +288,6 @@ class Room:
             {},
         )
         self._sent_online: Any = None
-        self._view_rev = -1
 
     # -- lifecycle -------------------------------------------------------------------------
     def join(self, session: Session) -> tuple[dict[str, Any], dict[str, Any] | None]:
