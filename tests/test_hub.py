@@ -216,3 +216,33 @@ def test_a_hub_killed_with_sigkill_keeps_every_acknowledged_edit(tmp_path: Path)
     finally:
         hub.proc.kill()
         hub.proc.wait(timeout=10)
+
+
+def test_the_hub_socket_turns_nagle_off_on_every_connection() -> None:
+    """The served socket names TCP, so asyncio sets TCP_NODELAY on each accepted one (with
+    Nagle on, a small forwarded frame waited for the previous frame's delayed ACK)."""
+    import asyncio
+    import socket
+
+    from convergent.cli.hub import listen
+
+    sock = listen("127.0.0.1", 0)
+    nodelay: list[int] = []
+
+    async def main() -> None:
+        accepted = asyncio.Event()
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            peer = writer.get_extra_info("socket")
+            nodelay.append(peer.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            accepted.set()
+            writer.close()
+
+        server = await asyncio.start_server(handle, sock=sock)
+        async with server:
+            _, writer = await asyncio.open_connection(*sock.getsockname()[:2])
+            await accepted.wait()
+            writer.close()
+
+    asyncio.run(asyncio.wait_for(main(), 30))
+    assert nodelay == [1]

@@ -52,13 +52,7 @@ def serve(
     for name in runs:
         hub.create_run(name)
     admin = hub.ensure_admin_token()
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as err:
-        raise ConvergentError(f"cannot listen on {host}:{port}: {err.strerror}") from None
-    sock.listen(2048)  # clients may connect as soon as the last line below is printed
+    sock = listen(host, port)
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     print(f"Data in {hub.data.resolve()}", file=out, flush=True)
@@ -74,6 +68,28 @@ def serve(
         lifespan="on",
     )
     uvicorn.Server(config).run(sockets=[sock])
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (0: any free port) for uvicorn.
+
+    Raises:
+        ConvergentError: the address cannot be bound (in use, not this machine's).
+    """
+    # IPPROTO_TCP named, not left 0: asyncio turns Nagle's algorithm off (TCP_NODELAY) only
+    # on sockets that say they are TCP, and accepted sockets inherit this one's protocol.
+    # With Nagle on, a small frame written while the previous one waited for its delayed
+    # ACK (40 ms on Linux) waited too: a forwarded edit arrived 40 ms late.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as err:
+        sock.close()
+        raise ConvergentError(f"cannot listen on {host}:{port}: {err.strerror}") from None
+    sock.listen(2048)  # clients may connect as soon as the hub prints its Listening line
+    return sock
 
 
 def create_token(store: str, run: str, role: str) -> str:
