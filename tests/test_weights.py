@@ -634,3 +634,24 @@ def test_forty_contributions_twenty_orders_one_result() -> None:
         replica.join_inplace(relay)
         results.add((replica.value().digest, encode(replica)))
     assert len(results) == 1
+
+
+def test_the_hub_folds_stable_rounds_so_its_state_stays_small() -> None:
+    from test_sync_session import Sim
+
+    sim = Sim({"w": "work", "v": "view"})
+    sim.settle()
+    worker, viewer = sim.runs["w"], sim.runs["v"]
+    worker.weights.initialize(np.zeros(3))
+    worker.weights.enroll(1)
+    for r in range(1, 6):  # one worker: round r is stable once round r + 1 is built on it
+        base = worker.weights.fold(r - 1).digest
+        worker.weights.contribute(r, np.full(3, 0.1), n_samples=8, base=base, codec="fp32")
+        sim.push("w")
+        sim.settle()
+    hub = sim.hub.weights.state()
+    assert hub.checkpoint is not None and hub.checkpoint.round == 4
+    assert sorted(r for r, _ in hub.slots) == [5]  # rounds 1-4 folded away
+    assert worker.weights.state().checkpoint.round == 0  # the worker compacts on its own
+    digest = worker.weights.model().digest
+    assert sim.hub.weights.model().digest == viewer.weights.model().digest == digest

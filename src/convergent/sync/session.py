@@ -349,6 +349,11 @@ class HubSession:
             return self._fail(Code.INVALID, str(err), frame.id)
         except StorageError as err:
             return self._fail(Code.INTERNAL, f"not stored: {err}", frame.id)
+        if new and any(Part.WEIGHTS in op.deltas for op in ops):
+            # The hub holds every worker's contributions: fold the rounds no replica can see
+            # change any more into the checkpoint, so its state (and snapshots) stay the size
+            # of a few rounds. A local inflation: the ops stay in the log, nothing is sent.
+            run.weights.compact()
         out = Outcome(reply=[encode_frame(Ack(frame.id))])
         if new:
             out.broadcast.append(encode_frame(Ops(0, frame.bundle)))
