@@ -72,3 +72,39 @@ def test_a_trainer_keeps_training_through_a_hub_outage(tmp_path: Path) -> None:
         editor.close()
         hub.proc.kill()
         hub.proc.wait(timeout=10)
+
+
+def test_a_worker_token_trains_with_the_rules_the_run_has(tmp_path: Path) -> None:
+    """A worker may not write the run's rules: attach declares nothing through its token,
+    so the hub refuses nothing, and the keys an editor declared still apply live."""
+    hub = start_hub(tmp_path / "hub")
+    editor = convergent.connect(hub.url(), hub.admin, user="alice")
+    trainer = convergent.connect(hub.url(), hub.token("worker"), user="w")
+    try:
+        x = np.stack([np.full(4, k, dtype=np.float32) for k in range(8)])
+        editor.dataset.add_many(x, labels=[k % 2 for k in range(8)])
+        editor.config.declare({"lr": convergent.run.Float(0.1, min=0.0)})
+        editor.wait_synced()
+        trainer.wait_until(lambda: len(trainer.dataset) == 8 and "lr" in trainer.schema)
+        model = torch.nn.Linear(4, 2)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
+        live = attach(trainer, model, optimizer)
+        assert sorted(trainer.schema) == ["lr"]  # momentum etc. were not declared
+        assert optimizer.param_groups[0]["lr"] == 0.1  # the run's lr, applied
+        assert optimizer.param_groups[0]["momentum"] == 0.9  # the optimizer's own
+        batches = live.batches()
+        for _ in range(3):
+            xb, yb = next(batches)
+            loss = torch.nn.functional.cross_entropy(model(xb), yb)
+            optimizer.zero_grad()
+            loss.backward()  # type: ignore[no-untyped-call]
+            optimizer.step()
+            live.step(loss=loss.item())
+        live.flush()
+        trainer.wait_synced(30)  # nothing refused: metrics are a worker's to write
+        editor.wait_until(lambda: len(editor.metrics("loss")) == 3, timeout=30)
+    finally:
+        trainer.close()
+        editor.close()
+        hub.proc.kill()
+        hub.proc.wait(timeout=10)

@@ -407,9 +407,13 @@ def attach(
         flush_every: commit the logged points at least this often, in seconds.
         declare: declare the keys the binding understands (`KNOWN`: lr, momentum,
             weight_decay, batch_size, grad_clip, schedule, warmup_samples, total_samples) if
-            the run lacks them, with the optimizer's current values as defaults.
+            the run lacks them, with the optimizer's current values as defaults (not through
+            a hub token that may not write them: a worker's, a viewer's).
     """
-    if declare:
+    # A worker's token may not write the run's rules (the hub would refuse the op): it then
+    # trains with the keys the run declares and its optimizer's own values for the rest.
+    role = getattr(getattr(run, "status", None), "role", None)
+    if declare and role in (None, "editor", "admin"):
         group = optimizer.param_groups[0]
         missing: dict[str, Param] = {}
         for key, param in KNOWN.items():
