@@ -21,28 +21,25 @@ from convergent.training.live import Live, attach
 Task = Callable[[], tuple[torch.nn.Module, torch.optim.Optimizer]]
 
 
-def digits_mlp() -> tuple[torch.nn.Module, torch.optim.Optimizer]:
-    """A 64-128-10 MLP with SGD + momentum."""
+def _mlp(hidden: int) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
     model = torch.nn.Sequential(
         _Pixels(),
         torch.nn.Flatten(),
-        torch.nn.Linear(64, 128),
+        torch.nn.Linear(64, hidden),
         torch.nn.ReLU(),
-        torch.nn.Linear(128, 10),
+        torch.nn.Linear(hidden, 10),
     )
     return model, torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+
+
+def digits_mlp() -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    """A 64-128-10 MLP with SGD + momentum."""
+    return _mlp(128)
 
 
 def digits_mlp64() -> tuple[torch.nn.Module, torch.optim.Optimizer]:
     """A 64-64-10 MLP (4,810 parameters) with SGD + momentum: the decentralized benchmark's."""
-    model = torch.nn.Sequential(
-        _Pixels(),
-        torch.nn.Flatten(),
-        torch.nn.Linear(64, 64),
-        torch.nn.ReLU(),
-        torch.nn.Linear(64, 10),
-    )
-    return model, torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    return _mlp(64)
 
 
 def digits_cnn() -> tuple[torch.nn.Module, torch.optim.Optimizer]:
