@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from convergent.errors import SchemaError
 from convergent.run import Float, Run
 from convergent.training import attach
 
@@ -239,9 +240,9 @@ def test_logged_points_are_committed_in_the_background_as_one_op() -> None:
 
 def test_log_many_checks_every_row_before_it_writes() -> None:
     run = Run()
-    with pytest.raises(Exception, match="not a number"):
+    with pytest.raises(SchemaError, match="not a number"):
         run.log_many([1, 2], [{"loss": 0.5}, {"loss": "x"}])  # type: ignore[dict-item]
-    with pytest.raises(Exception, match="as many steps"):
+    with pytest.raises(SchemaError, match="as many steps"):
         run.log_many([1], [{"loss": 0.5}, {"loss": 0.4}])
     assert run.metric_names() == []
     run.log_many([3, 4], [{"loss": 0.5, "acc": 0.1}, {"loss": 0.4}], times=[1000, 2000])

@@ -200,13 +200,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             cmd_set(args.url, args.token, args.key, args.value, out, user=args.user)
             return 0
         if args.command == "get":
-            cmd_get(args.url, args.token, args.key, args.json, out, user=args.user)
+            cmd_get(args.url, args.token, args.key, args.json, out)
             return 0
         if args.command == "config":
-            cmd_config(args.url, args.token, args.json, out, user=args.user)
+            cmd_config(args.url, args.token, args.json, out)
             return 0
         if args.command == "status":
-            cmd_status(args.url, args.token, args.json, out, user=args.user)
+            cmd_status(args.url, args.token, args.json, out)
             return 0
         if args.command == "history":
             cmd_history(
@@ -217,11 +217,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.limit,
                 args.json,
                 out,
-                user=args.user,
             )
             return 0
         if args.command == "log":
-            cmd_log(args.url, args.token, args.names, args.tail, args.json, out, user=args.user)
+            cmd_log(args.url, args.token, args.names, args.tail, args.json, out)
             return 0
         if args.command == "notes":
             cmd_notes(args.url, args.token, args.add, args.json, out, user=args.user)

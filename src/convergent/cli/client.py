@@ -92,14 +92,7 @@ def cmd_set(
         print(f"{key} = {run.config[key]!r}", file=out)
 
 
-def cmd_get(
-    url: str,
-    token: str | None,
-    key: str | None,
-    as_json: bool,
-    out: TextIO,
-    user: str | None = None,
-) -> None:
+def cmd_get(url: str, token: str | None, key: str | None, as_json: bool, out: TextIO) -> None:
     with open_live(url, token, None) as run:
         values = run.config.to_dict() if key is None else {key: run.config[key]}
         if as_json:
@@ -109,9 +102,7 @@ def cmd_get(
                 print(f"{k} = {v!r}", file=out)
 
 
-def cmd_config(
-    url: str, token: str | None, as_json: bool, out: TextIO, user: str | None = None
-) -> None:
+def cmd_config(url: str, token: str | None, as_json: bool, out: TextIO) -> None:
     with open_live(url, token, None) as run:
         conflicts = {c.key: c for c in run.config.conflicts()}
         rows: list[dict[str, Any]] = []
@@ -175,9 +166,7 @@ def cmd_config(
             )
 
 
-def cmd_status(
-    url: str, token: str | None, as_json: bool, out: TextIO, user: str | None = None
-) -> None:
+def cmd_status(url: str, token: str | None, as_json: bool, out: TextIO) -> None:
     with open_live(url, token, None) as run:
         series = {m: run.metrics(m) for m in run.metric_names()}
         info: dict[str, Any] = {
@@ -277,7 +266,6 @@ def cmd_history(
     limit: int,
     as_json: bool,
     out: TextIO,
-    user: str | None = None,
 ) -> None:
     with open_live(url, token, None) as run:
         entries = run.history(part, key, limit=limit)
@@ -311,13 +299,7 @@ def cmd_history(
 
 
 def cmd_log(
-    url: str,
-    token: str | None,
-    names: list[str],
-    tail: int,
-    as_json: bool,
-    out: TextIO,
-    user: str | None = None,
+    url: str, token: str | None, names: list[str], tail: int, as_json: bool, out: TextIO
 ) -> None:
     with open_live(url, token, None) as run:
         names = names or run.metric_names()
