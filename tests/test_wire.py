@@ -252,6 +252,25 @@ def test_f64_special_bits(bits: int) -> None:
     assert int(back.view(np.uint64)[0]) == bits
 
 
+@given(st.lists(st.integers(0, U64_MAX), max_size=wire.SMALL))
+def test_small_f64_list_path_matches_numpy(bits: list[int]) -> None:
+    """The list encoder (one edit's values) writes the numpy encoder's bytes, NaN payloads
+    and negative zero included, and the list decoder reads them back bit for bit."""
+    arr = np.array(bits, dtype=np.uint64).view(np.float64)
+    data = wire.encode_f64s_list(arr.tolist())
+    assert data == encode_f64s(arr)
+    back, end = wire.decode_f64s_list(data, 0, len(bits))
+    assert [bits_of(x) for x in back] == bits
+    assert end == len(data)
+
+
+@given(st.lists(st.integers(I64_MIN, I64_MAX), max_size=wire.SMALL))
+def test_small_deltas_list_path_matches_numpy(values: list[int]) -> None:
+    data = wire.encode_deltas_list(values)
+    assert data == encode_deltas(np.array(values, dtype=np.int64))
+    assert wire.decode_deltas_list(data, 0, len(values)) == (values, len(data))
+
+
 @given(st.text(), st.binary())
 def test_text_blob_roundtrip(s: str, b: bytes) -> None:
     w = Writer()

@@ -165,11 +165,17 @@ def write_column(w: Writer, col: NDArray[Any] | list[Any]) -> None:
     if kind == Column.EMPTY:
         return
     if kind == Column.INT:
-        w.raw(wire.encode_deltas(np.asarray(col if items is None else items, dtype=np.int64)))
+        if items is not None and len(items) <= wire.SMALL:
+            w.raw(wire.encode_deltas_list(items))
+        else:
+            w.raw(wire.encode_deltas(np.asarray(col if items is None else items, dtype=np.int64)))
     elif kind == Column.FLOAT:
-        w.raw(wire.encode_f64s(np.asarray(col if items is None else items, dtype=np.float64)))
+        if items is not None and len(items) <= wire.SMALL:
+            w.raw(wire.encode_f64s_list(items))
+        else:
+            w.raw(wire.encode_f64s(np.asarray(col if items is None else items, dtype=np.float64)))
     elif kind == Column.BOOL:
-        w.raw(np.asarray(col if items is None else items, dtype=np.uint8).tobytes())
+        w.raw(bytes(items) if items is not None else np.asarray(col, dtype=np.uint8).tobytes())
     elif kind == Column.STR:
         w.raw(wire.encode_strings(col.tolist() if items is None else items))  # type: ignore[union-attr]
     elif kind == Column.BYTES:
@@ -391,6 +397,9 @@ def _read_dots(
 
 def write_flat(w: Writer, m: DotMap, table: list[int], keyed: bool = True) -> None:
     """A flat dot map's rows in dot order: count, dots, keys, [hlcs, values]."""
+    if m.block is None and sum(len(st) for st in m.overlay.values()) <= SMALL_ROWS:
+        _write_flat_small(w, m, table, keyed)
+        return
     keys, reps, ctrs, hlcs, vals = _flat_rows(m)
     order = np.lexsort((ctrs, reps))
     reps, ctrs = reps[order], ctrs[order]
@@ -402,6 +411,31 @@ def write_flat(w: Writer, m: DotMap, table: list[int], keyed: bool = True) -> No
         assert hlcs is not None and vals is not None
         w.raw(wire.encode_deltas(np.asarray(hlcs, dtype=np.int64)[order]))
         write_column(w, _take(vals, order))
+
+
+def _write_flat_small(w: Writer, m: DotMap, table: list[int], keyed: bool) -> None:
+    """`write_flat` for a few rows (one edit's delta): the same bytes from plain lists."""
+    keys, reps, ctrs, hlcs, vals = m.overlay_rows()
+    order = sorted(range(len(reps)), key=lambda i: (reps[i], ctrs[i]))
+    w.uvarint(len(order))
+    runs: dict[int, list[tuple[int, int]]] = {}
+    for i in order:
+        ivs = runs.setdefault(reps[i], [])
+        c = ctrs[i]
+        if ivs and ivs[-1][1] + 1 == c:
+            ivs[-1] = (ivs[-1][0], c)
+        else:
+            ivs.append((c, c))
+    for rid in table:
+        if rid in runs:
+            _write_intervals(w, runs[rid])
+        else:
+            w.uvarint(0)
+    if keyed:
+        write_column(w, [keys[i] for i in order])
+    if m.kind is REGISTER_LEAF:
+        w.raw(wire.encode_deltas_list([hlcs[i] for i in order]))
+        write_column(w, [vals[i] for i in order])
 
 
 def _read_small_column(r: Reader, n: int, keyed: bool) -> list[Any]:

@@ -834,19 +834,25 @@ def encode_deltas(a: npt.ArrayLike) -> bytes:
     """
     x = _as_i64(a, "encode_deltas")
     if x.size <= SMALL:
-        zs, prev = [], 0
-        for v in x.tolist():
-            d = (v - prev) & _M64
-            if d >= 1 << 63:
-                d -= 1 << 64
-            zs.append(((d << 1) ^ (d >> 63)) & _M64)
-            prev = v
-        return _uvarints_py(zs)
+        return encode_deltas_list(x.tolist())
     u = x.view(np.uint64)
     d = np.empty_like(u)
     d[0] = u[0]
     np.subtract(u[1:], u[:-1], out=d[1:])  # uint64 arithmetic wraps, by design
     return encode_uvarints(zigzag(d.view(np.int64)))
+
+
+def encode_deltas_list(values: list[int]) -> bytes:
+    """`encode_deltas` for a few Python ints in int64 range (one edit's column), without
+    numpy's per-call cost: the same bytes."""
+    zs, prev = [], 0
+    for v in values:
+        d = (v - prev) & _M64
+        if d >= 1 << 63:
+            d -= 1 << 64
+        zs.append(((d << 1) ^ (d >> 63)) & _M64)
+        prev = v
+    return _uvarints_py(zs)
 
 
 def decode_deltas_list(buf: Buffer, pos: int, n: int) -> tuple[list[int], int]:
@@ -887,6 +893,12 @@ def encode_f64s(a: npt.ArrayLike) -> bytes:
         raise ValueError(f"encode_f64s needs a 1-D array, got shape {x.shape}")
     # Go through integers so no float conversion can touch the bits.
     return x.view(np.uint64).astype(">u8").tobytes()
+
+
+def encode_f64s_list(values: list[float]) -> bytes:
+    """`encode_f64s` for a few Python floats: the same bytes (``struct`` packs the IEEE-754
+    bits as they are, NaN payloads included)."""
+    return struct.pack(f">{len(values)}d", *values)
 
 
 def decode_f64s_list(buf: Buffer, pos: int, n: int) -> tuple[list[float], int]:
