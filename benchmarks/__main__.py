@@ -4,8 +4,9 @@ Table 1 times every mutator of every type through a `Replica`, with join, encode
 Table 2 runs peer workloads side by side with pycrdt (Yrs) in the same process; Table 3 times
 the Run document durable in SQLite (import, edits, metrics, reopen, join, catch-up); Table 4
 runs the hub over real sockets beside pycrdt-websocket (latency, fan-out, catch-up, SIGKILL
-durability); Table 6 loads the dashboard in headless chromium (first paint of a run with
-100,000 metric points and 2,000 samples, an edit to another browser); Table 7 trains the
+durability), and Table 4b counts the CPU instructions of one edit's path, stage by stage,
+beside pycrdt under callgrind; Table 6 loads the dashboard in headless chromium (first
+paint of a run with 100,000 metric points and 2,000 samples, an edit to another browser); Table 7 trains the
 digits with K workers over the weights CRDT (simulated and as processes through a hub)
 against synchronous data parallelism and gloo DDP; a last table lists the project's
 performance targets. Tables go to stdout, progress to stderr.
@@ -20,7 +21,7 @@ import sys
 import time
 from importlib import metadata
 
-from benchmarks import core, dashboard, hub, run, training, weights
+from benchmarks import core, dashboard, hub, instructions, run, training, weights
 from benchmarks.harness import SETTINGS, Targets, progress
 from benchmarks.peer import Peer
 
@@ -36,10 +37,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument(
         "--only",
-        choices=["types", "peers", "run", "hub", "training", "dashboard", "weights"],
+        choices=[
+            "types",
+            "peers",
+            "run",
+            "hub",
+            "instructions",
+            "training",
+            "dashboard",
+            "weights",
+        ],
         help=(
             "run only Table 1 (types), Table 2 (peers), Table 3 (run: the durable document) "
-            "or Table 4 (hub: server and clients over WebSocket), Table 5 (training), "
+            "or Table 4 (hub: server and clients over WebSocket, with Table 4b), Table 4b "
+            "(instructions: one edit's path under callgrind), Table 5 (training), "
             "Table 6 (dashboard: first paint and edit latency in headless chromium), "
             "Table 7 (weights: decentralized training with the weights CRDT vs DDP)"
         ),
@@ -83,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         run.table3(errors).print()
     if args.only in (None, "hub"):
         hub.table4(targets, errors).print()
+    if args.only in (None, "hub", "instructions"):
+        instructions.table4b(errors).print()
     if args.only in (None, "training"):
         training.table5(errors).print()
     if args.only in (None, "dashboard"):
