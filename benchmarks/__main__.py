@@ -6,10 +6,10 @@ the Run document durable in SQLite (import, edits, metrics, reopen, join, catch-
 runs the hub over real sockets beside pycrdt-websocket (latency, fan-out, catch-up, SIGKILL
 durability), and Table 4b counts the CPU instructions of one edit's path, stage by stage,
 beside pycrdt under callgrind; Table 6 loads the dashboard in headless chromium (first
-paint of a run with 100,000 metric points and 2,000 samples, an edit to another browser); Table 7 trains the
-digits with K workers over the weights CRDT (simulated and as processes through a hub)
-against synchronous data parallelism and gloo DDP; a last table lists the project's
-performance targets. Tables go to stdout, progress to stderr.
+paint of a run with 100,000 metric points and 2,000 samples, an edit to another browser);
+Table 7 trains the digits with K workers over the weights CRDT (simulated and as processes
+through a hub) against synchronous data parallelism and gloo DDP; a last table lists the
+project's performance targets. Tables go to stdout, progress to stderr.
 """
 
 from __future__ import annotations
