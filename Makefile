@@ -35,7 +35,9 @@ $(VENV)/.bench-installed: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	touch $@
 
-bench: $(VENV)/.bench-installed
+bench: $(VENV)/.bench-installed browser
+	@command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind; } \
+	  || echo "Table 4b needs valgrind (apt-get install valgrind); it will be skipped" >&2
 	$(BIN)/python -m benchmarks
 
 fmt: $(STAMP)
