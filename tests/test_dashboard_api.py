@@ -6,6 +6,7 @@ and never takes the hub down."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import urllib.request
 from collections.abc import Iterator
@@ -41,7 +42,9 @@ class UI:
     """One browser session, spoken to by hand."""
 
     def __init__(self, hub: HubProcess, token: str, user: str, run: str = "digits") -> None:
-        self.ws: ClientConnection = ws_connect(f"ws://127.0.0.1:{hub.port}/runs/{run}/ui")
+        self._open = contextlib.ExitStack()  # websockets wants connect() as a context manager
+        url = f"ws://127.0.0.1:{hub.port}/runs/{run}/ui"
+        self.ws: ClientConnection = self._open.enter_context(ws_connect(url))
         self.send({"type": "hello", "token": token, "user": user, "view": "config"})
         self.welcome = self.recv()
         self.updates: list[dict[str, Any]] = []
@@ -77,7 +80,7 @@ class UI:
                     return reply
 
     def close(self) -> None:
-        self.ws.close()
+        self._open.close()
 
 
 def config_row(view: dict[str, Any], key: str) -> dict[str, Any]:
@@ -246,12 +249,9 @@ def test_a_viewer_sees_but_the_hub_refuses_its_writes(hub: HubProcess) -> None:
 
 def test_bad_input_gets_a_clear_error_and_the_hub_lives_on(hub: HubProcess) -> None:
     def first_reply(msg: Any) -> dict[str, Any]:
-        ws = ws_connect(f"ws://127.0.0.1:{hub.port}/runs/digits/ui")
-        try:
+        with ws_connect(f"ws://127.0.0.1:{hub.port}/runs/digits/ui") as ws:
             ws.send(msg)
             return json.loads(ws.recv(timeout=10))  # type: ignore[no-any-return]
-        finally:
-            ws.close()
 
     assert (
         "unknown or revoked token"
@@ -260,10 +260,9 @@ def test_bad_input_gets_a_clear_error_and_the_hub_lives_on(hub: HubProcess) -> N
     assert "first message must be" in first_reply(json.dumps({"type": "relabel"}))["message"]
     assert "not JSON" in first_reply("{nope")["message"]
     assert "needs 'token'" in first_reply(json.dumps({"type": "hello"}))["message"]
-    ws = ws_connect(f"ws://127.0.0.1:{hub.port}/runs/nosuchrun/ui")
-    ws.send(json.dumps({"type": "hello", "token": hub.admin}))
-    assert "no run 'nosuchrun'" in json.loads(ws.recv(timeout=10))["message"]
-    ws.close()
+    with ws_connect(f"ws://127.0.0.1:{hub.port}/runs/nosuchrun/ui") as ws:
+        ws.send(json.dumps({"type": "hello", "token": hub.admin}))
+        assert "no run 'nosuchrun'" in json.loads(ws.recv(timeout=10))["message"]
 
     ui = UI(hub, hub.admin, "mallory")
     try:
