@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from convergent.codec import decode_as, encode
 from convergent.crdt import (
@@ -22,6 +24,7 @@ from convergent.crdt import (
     Actor,
     AppendLog,
     AWSet,
+    CausalContext,
     Change,
     Crdt,
     Dot,
@@ -563,3 +566,16 @@ def test_empty_bulk_add_leaves_no_block_behind() -> None:
     assert s.store.block is None
     s.join_inplace(s.add_many([f"id{i}" for i in range(300)], by=me))
     assert s.store.block is not None and len(s) == 300
+
+
+_dot_sets = st.sets(st.tuples(st.integers(1, 4), st.integers(1, 12)), max_size=30)
+
+
+@given(_dot_sets, _dot_sets)
+def test_replicas_beyond_names_exactly_the_replicas_with_a_dot_the_other_lacks(
+    mine: set[tuple[int, int]], theirs: set[tuple[int, int]]
+) -> None:
+    """What `Run.export_since` asks before it reads the store: never misses a replica with
+    something to send, never names one without."""
+    a, b = CausalContext.of_dots(mine), CausalContext.of_dots(theirs)
+    assert a.replicas_beyond(b) == sorted({r for r, c in mine if (r, c) not in theirs})

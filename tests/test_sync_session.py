@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from convergent.codec import encode
-from convergent.crdt import ORMap
+from convergent.crdt import CausalContext, ORMap
 from convergent.errors import ProtocolError
 from convergent.run import Float, Int, Part, Run
 from convergent.run.ops import decode_bundle, decode_op
@@ -297,3 +297,54 @@ def test_coalesce_packs_adjacent_live_ops_and_keeps_everything_else_in_place() -
         for raw, _ in decode_bundle(decode_frame(f).bundle).ops  # type: ignore[union-attr]
     ]
     assert seqs == sorted(seqs) and len(seqs) == 6
+
+
+def test_ops_merged_from_elsewhere_after_connecting_are_counted_and_sent() -> None:
+    sim = Sim({"a": "ed", "b": "ed"})
+    sim.settle()
+    offline = Run()  # a replica that never connects: its ops reach "a" as a file would
+    offline.merge_bytes(sim.runs["a"].export_since())
+    for i in range(3):
+        offline.notes.add(f"from the field {i}")
+    sim.runs["a"].merge_bytes(offline.export_since(sim.runs["a"].version))
+    assert sim.clients["a"].pending == 3
+    sim.push("a")
+    sim.settle()
+    assert sim.clients["a"].synced and sim.clients["b"].synced
+    assert state(sim.runs["b"]) == state(sim.hub) == state(sim.runs["a"])
+    assert len(sim.runs["b"].notes.list()) == 3
+
+
+def test_a_live_edit_does_not_walk_every_replica_the_run_has_had(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """In a run 2,000 replicas have written to, sending an edit and accepting it at the hub
+    read the store once for the new op and copy no version vector (walking every replica
+    cost 32 ms per edit at 5,000)."""
+    sim = Sim({"a": "ed"})
+    for i in range(2000):
+        with sim.hub.acting_as(1_000_000 + i):
+            sim.hub.notes.add(f"note {i}")
+    sim.settle()
+    run, client = sim.runs["a"], sim.clients["a"]
+    run.config["lr"] = 0.5
+    sim.push("a")
+    sim.settle()
+    reads: list[int] = []
+    copied: list[int] = []
+    for store in (run._store, sim.hub._store):
+        ops_of = store.ops_of
+        monkeypatch.setattr(store, "ops_of", lambda o, a, f=ops_of: reads.append(o) or f(o, a))
+    copy = CausalContext.copy
+    monkeypatch.setattr(
+        CausalContext, "copy", lambda self: copied.append(len(self.replicas())) or copy(self)
+    )
+    for i in range(3):
+        run.config["lr"] = i / 10
+        sim.push("a")
+        assert client.pending == 1
+        sim.settle()
+        assert client.synced
+    assert reads == [run.replica_id] * 3  # the writer's new op, once per edit
+    assert max(copied, default=0) < 5  # only an edit's own small contexts are copied
+    assert sim.hub.config["lr"] == 0.2

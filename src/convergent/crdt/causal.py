@@ -87,6 +87,17 @@ def _contains(intervals: list[Interval], counter: int) -> bool:
     return i >= 0 and intervals[i][0] <= counter <= intervals[i][1]
 
 
+def _covers(outer: list[Interval], inner: list[Interval]) -> bool:
+    """Whether every counter of ``inner`` lies in ``outer`` (both sorted and coalesced)."""
+    i = 0
+    for lo, hi in inner:
+        while i < len(outer) and outer[i][1] < lo:
+            i += 1
+        if i == len(outer) or not (outer[i][0] <= lo and hi <= outer[i][1]):
+            return False
+    return True
+
+
 class CausalContext:
     """The set of dots a state has seen, as per-replica intervals.
 
@@ -183,6 +194,21 @@ class CausalContext:
         """``(replica, intervals)`` pairs in replica order (canonical)."""
         for rid in sorted(self._by_replica):
             yield rid, tuple(self._by_replica[rid])
+
+    def replicas_beyond(self, other: CausalContext) -> list[int]:
+        """Sorted ids of the replicas with a dot here that ``other`` lacks.
+
+        Cheap where the two mostly agree (a replica whose intervals are equal costs one list
+        comparison): what `Run.export_since` asks before it looks in the store.
+        """
+        theirs = other._by_replica
+        out = []
+        for rid, ivs in self._by_replica.items():
+            held = theirs.get(rid)
+            if held != ivs and (held is None or not _covers(held, ivs)):
+                out.append(rid)
+        out.sort()
+        return out
 
     def version_vector(self) -> dict[int, int]:
         """The contiguous prefix ``1..n`` seen from each replica."""

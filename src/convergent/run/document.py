@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -482,19 +482,61 @@ class Run:
             version = Version.from_bytes(bytes(version))
         theirs = version.context if version is not None else CausalContext()
         with self._lock:
-            ops: list[tuple[bytes, dict[bytes, bytes]]] = []
-            for origin in self._version.replicas():
-                held = theirs.intervals(origin)
-                after = held[0][1] if held and held[0][0] == 1 else 0
-                wanted: dict[int, tuple[bytes, dict[bytes, bytes]]] = {}
-                for stored in self._store.ops_of(origin, after):
-                    if (origin, stored.seq) not in theirs:
-                        wanted[stored.seq] = (stored.data, {})
-                for seq, digest, data in self._store.blobs_of(origin, after):
-                    if seq in wanted:
-                        wanted[seq][1][digest] = data
-                ops.extend(wanted[s] for s in sorted(wanted))
-            return encode_bundle(Bundle(self.id, tuple(ops)))
+            # Only the replicas with something to send cost a look in the store.
+            bundle, _ = self._export(theirs, self._version.replicas_beyond(theirs))
+            return bundle
+
+    def _export(
+        self, theirs: CausalContext, origins: Iterable[int], after: Mapping[int, int] | None = None
+    ) -> tuple[bytes, list[tuple[int, int]]]:
+        """The ops of ``origins`` that ``theirs`` lacks, with their blobs, as a bundle, and
+        their ids. ``after[origin]``, where given, says that no op of ``origin`` up to that
+        sequence number is wanted (the caller knows; it spares the store a longer read)."""
+        ops: list[tuple[bytes, dict[bytes, bytes]]] = []
+        ids: list[tuple[int, int]] = []
+        for origin in origins:
+            held = theirs.intervals(origin)
+            start = held[0][1] if held and held[0][0] == 1 else 0
+            if after is not None:
+                start = max(start, after.get(origin, 0))
+            wanted: dict[int, tuple[bytes, dict[bytes, bytes]]] = {}
+            for stored in self._store.ops_of(origin, start):
+                if (origin, stored.seq) not in theirs:
+                    wanted[stored.seq] = (stored.data, {})
+            if not wanted:
+                continue
+            for seq, digest, data in self._store.blobs_of(origin, start):
+                if seq in wanted:
+                    wanted[seq][1][digest] = data
+            for seq in sorted(wanted):
+                ops.append(wanted[seq])
+                ids.append((origin, seq))
+        return encode_bundle(Bundle(self.id, tuple(ops))), ids
+
+    def _export_after(
+        self, position: int, theirs: CausalContext
+    ) -> tuple[bytes, list[tuple[int, int]], int]:
+        """The ops stored after log ``position`` that ``theirs`` lacks (as `_export`), and
+        the position they reach: a live client's "what is new since I last sent", read
+        without walking every replica the run has ever had."""
+        with self._lock:
+            first: dict[int, int] = {}
+            for _, stored in self._store.ops_after(position):
+                if (stored.origin, stored.seq) not in theirs:
+                    seq = first.get(stored.origin)
+                    if seq is None or stored.seq < seq:
+                        first[stored.origin] = stored.seq
+            if not first:
+                return encode_bundle(Bundle(self.id, ())), [], self._position
+            before = {origin: seq - 1 for origin, seq in first.items()}
+            bundle, ids = self._export(theirs, sorted(first), before)
+            return bundle, ids, self._position
+
+    def holds(self, origin: int, seq: int) -> bool:
+        """Whether this replica holds op ``seq`` of replica ``origin`` (no copy of the
+        version: the hub asks this for every op it receives)."""
+        with self._lock:
+            return (origin, seq) in self._version
 
     def merge_bytes(self, data: bytes) -> int:
         """Merge what `export_since` produced on another replica; returns how many ops were new.

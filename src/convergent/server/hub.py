@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from convergent.codec.tags import Tag
-from convergent.crdt import ReplicaId
+from convergent.crdt import CausalContext, ReplicaId
 from convergent.errors import SchemaError, StorageError
 from convergent.run import Param, Run
 from convergent.server.tokens import ALL_RUNS, TokenStore
@@ -211,12 +211,13 @@ class Hub:
         if run is None:
             raise KeyError(f"no run {name!r} on this hub")
         with run._lock:
-            before = run.version
+            position = run._position
             with run.acting_as(replica, writable=WRITABLE[role]):
                 result = edit(run)
-            if run.version.ops != before.ops:
+            if run._position != position:
+                bundle, _, _ = run._export_after(position, CausalContext())
                 self.stats.ops_acked += 1
-                frame = encode_frame(Ops(0, run.export_since(before)))
+                frame = encode_frame(Ops(0, bundle))
                 for conn in self.connections.get(name, ()):
                     if conn.offer(frame) == "slow":
                         self.stats.errors["slow"] += 1

@@ -53,7 +53,10 @@ class MemoryStore:
                 if digest not in self._blobs:
                     self._blobs[digest] = (op.origin, op.seq, bytes(data))
                     self._by_prefix.setdefault(digest[:8], []).append(digest)
-                    self._blobs_by_origin.setdefault(op.origin, []).append((op.seq, digest))
+                    # Kept in seq order (an op's own blobs in arrival order), so a read of
+                    # the blobs after a seq starts there.
+                    of_origin = self._blobs_by_origin.setdefault(op.origin, [])
+                    bisect.insort_right(of_origin, (op.seq, digest), key=_seq)
         return positions
 
     def ops_after(self, position: int, parts: int = -1) -> Iterator[tuple[int, StoredOp]]:
@@ -72,9 +75,9 @@ class MemoryStore:
         return iter(self._by_origin.get(origin, [])[start:])
 
     def blobs_of(self, origin: int, after_seq: int) -> Iterator[tuple[int, bytes, bytes]]:
-        for seq, digest in self._blobs_by_origin.get(origin, ()):
-            if seq > after_seq:
-                yield seq, digest, self._blobs[digest][2]
+        mine = self._blobs_by_origin.get(origin, [])
+        for seq, digest in mine[bisect.bisect_right(mine, after_seq, key=_seq) :]:
+            yield seq, digest, self._blobs[digest][2]
 
     def get_blob(self, digest: bytes) -> bytes | None:
         held = self._blobs.get(digest)
@@ -97,3 +100,7 @@ class MemoryStore:
 
     def close(self) -> None:
         pass
+
+
+def _seq(entry: tuple[int, bytes]) -> int:
+    return entry[0]

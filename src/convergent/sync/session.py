@@ -98,6 +98,9 @@ class ClientSession:
         self.refused: list[Error] = []
         self.presence: dict[int, Presence] = {}
         self._sent = CausalContext()  # ops the hub holds or has been sent
+        # The run's store position up to which every op is in _sent (None until the first
+        # send after WELCOME): later sends look only at the ops stored after it.
+        self._scanned: int | None = None
         self._inflight: dict[int, int] = {}  # OPS id -> ops in it, until acked
         self._next_id = 0
         self._caught_up = False
@@ -126,8 +129,17 @@ class ClientSession:
     @property
     def pending(self) -> int:
         """Ops sent and not yet acknowledged, plus local ops not yet sent."""
-        with self.run._lock:
-            unsent = self.run.version.context.join(self._sent).dot_count() - self._sent.dot_count()
+        run = self.run
+        with run._lock:
+            if self._scanned is None:
+                unsent = run._version.join(self._sent).dot_count() - self._sent.dot_count()
+            else:
+                sent = self._sent
+                unsent = sum(
+                    1
+                    for _, op in run._store.ops_after(self._scanned)
+                    if (op.origin, op.seq) not in sent
+                )
         return sum(self._inflight.values()) + max(unsent, 0)
 
     @property
@@ -159,6 +171,7 @@ class ClientSession:
             self.role = frame.role
             self.hub_max_frame = frame.max_frame
             self._sent = Version.from_bytes(frame.version).context
+            self._scanned = None
             if self.run.version.ops and frame.run_id != self.run.id:
                 raise ProtocolError(
                     f"this replica belongs to run {self.run.id}; the hub's {self.name!r} is "
@@ -185,14 +198,17 @@ class ClientSession:
         """Frames carrying the local ops the hub has not been sent yet."""
         if not self.welcomed or self.role is Role.VIEWER:
             return []
-        with self.run._lock:
-            now = self.run.version.context
-            merged = now.join(self._sent)
-            count = merged.dot_count() - self._sent.dot_count()
-            if count <= 0:
+        run = self.run
+        with run._lock:
+            if self._scanned is None:  # the first send of a connection: all the hub lacks
+                bundle, ids = run._export(self._sent, run._version.replicas_beyond(self._sent))
+                self._scanned = run._position
+            else:  # then only what was stored since the last send
+                bundle, ids, self._scanned = run._export_after(self._scanned, self._sent)
+            if not ids:
                 return []
-            bundle = self.run.export_since(Version(self._sent))
-            self._sent = merged
+            for origin, seq in ids:
+                self._sent.add(origin, seq)
         limit = min(self.max_frame, self.hub_max_frame) - FRAME_OVERHEAD
         parts, too_big = split_bundle(bundle, limit)
         for origin, seq in too_big:
@@ -329,7 +345,7 @@ class HubSession:
                     frame.id,
                 )
         for op, stored, _ in incoming.ops:
-            if (op.origin, op.seq) in run.version:
+            if run.holds(op.origin, op.seq):
                 held = run._store.get_op(op.origin, op.seq)
                 if held is not None and held.data != stored.data:
                     return self._fail(
