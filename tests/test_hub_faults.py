@@ -3,14 +3,13 @@ thousands of missed edits (catch-up bytes follow what it missed, not the run's h
 subscribers against bounded queues, oversized frames, and garbage floods beside live clients.
 
 Most tests run ``convergent serve`` in a subprocess (as tests/test_hub.py does). The
-back-pressure test serves its `Hub` in this process instead (``queue=8``, what ``convergent
-serve --queue 8`` builds; uvicorn in a thread, on a socket bound before it starts), so that
-it can watch every connection's queue.
+back-pressure test serves its `Hub` in this process instead (``queue_mib=0.125``, what
+``convergent serve --queue-mib 0.125`` builds; uvicorn in a thread, on a socket bound
+before it starts), so that it can watch every connection's queue.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -32,13 +31,12 @@ from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as ws_connect
 
 import convergent
-from convergent.codec.tags import Tag
 from convergent.errors import ProtocolError
 from convergent.run import Float, Run, RunChange, Version
 from convergent.run.document import read_bundle
 from convergent.server import Hub, create_app
-from convergent.server.hub import Connection
-from convergent.sync import Code, decode_frame, encode_frame
+from convergent.server.hub import FRAME_COST, Connection
+from convergent.sync import Code, HubSession, decode_frame, encode_frame
 from convergent.sync.client import LiveRun
 from convergent.sync.protocol import Ack, Error, Frame, Hello, Ops, Presence, Welcome
 from convergent.testing.hub import spawn_hub
@@ -221,45 +219,49 @@ def test_a_client_back_after_thousands_of_edits_receives_bytes_for_what_it_misse
 
 
 # -- 3. back-pressure ---------------------------------------------------------------------
-class WatchedQueue(asyncio.Queue[bytes | None]):
-    """A connection's queue that remembers its fullest moment and whether SLOW went in."""
+QUEUE_MIB = 0.125  # room for about 8 frames of one 16 KiB sample each
+
+
+class WatchedConnection(Connection):
+    """A connection that remembers the most bytes it held for live frames, its largest
+    live frame, and whether it was told SLOW."""
 
     peak = 0
+    largest = 0
     told_slow = False
 
-    def put_nowait(self, item: bytes | None) -> None:
-        super().put_nowait(item)
-        self.peak = max(self.peak, self.qsize())
-        if item is not None and item[0] == Tag.ERROR:
-            frame = decode_frame(item)
-            self.told_slow |= isinstance(frame, Error) and frame.code is Code.SLOW
+    def offer(self, frame: bytes, *, hello: bool = False) -> str:
+        outcome = super().offer(frame, hello=hello)
+        self.peak = max(self.peak, self.queued)
+        if not hello:
+            self.largest = max(self.largest, len(frame))
+        self.told_slow |= outcome == "slow"
+        return outcome
 
 
 class WatchedHub(Hub):
-    """A `Hub` that keeps every connection it opened, with watched queues."""
+    """A `Hub` that keeps every connection it opened, watched."""
 
-    def __init__(self, data: Path, *, queue: int) -> None:
-        super().__init__(data, queue=queue)
-        self.opened: list[Connection] = []
+    def __init__(self, data: Path, *, queue_mib: float) -> None:
+        super().__init__(data, queue_mib=queue_mib)
+        self.opened: list[WatchedConnection] = []
 
     def open_connection(self, name: str) -> Connection:
-        conn = super().open_connection(name)
-        conn.queue = WatchedQueue(maxsize=conn.queue.maxsize)  # the bound the hub chose
+        plain = super().open_connection(name)
+        conn = WatchedConnection(plain.session, plain.limit)  # the bound the hub chose
         self.opened.append(conn)
         return conn
 
-    def of(self, replica: int) -> list[Connection]:
+    def of(self, replica: int) -> list[WatchedConnection]:
         return [c for c in list(self.opened) if c.session.replica == replica]
 
     def told_slow(self, replica: int) -> bool:
-        return any(
-            isinstance(c.queue, WatchedQueue) and c.queue.told_slow for c in self.of(replica)
-        )
+        return any(c.told_slow for c in self.of(replica))
 
 
 @pytest.fixture
 def small_queue_hub(tmp_path: Path) -> Iterator[tuple[WatchedHub, int]]:
-    hub = WatchedHub(tmp_path / "hub", queue=8)
+    hub = WatchedHub(tmp_path / "hub", queue_mib=QUEUE_MIB)
     hub.create_run("digits")
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -335,8 +337,12 @@ def test_slow_subscribers_are_told_to_reconnect_and_the_hub_stays_bounded(
         assert len(seen.dataset) < edits  # the rest was dropped, not buffered
 
         assert health(port)["status"] == "ok"
-        for conn in hub.opened:  # bounded memory: no queue ever held more than its limit
-            assert isinstance(conn.queue, WatchedQueue) and conn.queue.peak <= 8
+        # Bounded memory: no queue ever held more live bytes than its limit, or than one
+        # frame (that went in when nothing else was waiting).
+        limit = int(QUEUE_MIB * 2**20)
+        for conn in hub.opened:
+            assert conn.limit == limit
+            assert conn.peak <= max(limit, conn.largest + FRAME_COST)
 
 
 # -- 4. oversized frames --------------------------------------------------------------------
@@ -567,3 +573,29 @@ def test_a_copied_replica_file_becomes_a_new_replica(tmp_path: Path) -> None:
             assert {n.text for n in b.notes.list()} == texts
     finally:
         stop(hub)
+
+
+def test_a_connection_queue_is_bounded_in_bytes_and_the_catch_up_is_not_charged() -> None:
+    conn = Connection(HubSession("digits", lambda _: None, lambda _t, _r: None), limit=1000)
+    catch_up = [b"W" * 10, b"C" * 5000, b"C" * 5000]  # the answer to HELLO: all of it goes in
+    assert [conn.offer(f, hello=True) for f in catch_up] == ["queued"] * 3
+    assert conn.queued == 0
+    assert conn.offer(b"L" * 2000) == "queued"  # nothing charged waits: one big frame goes in
+    assert conn.offer(b"L" * 10) == "slow"  # 2,064 + 74 > 1,000
+    frames = []
+    while not conn.queue.empty():
+        frames.append(conn.queue.get_nowait())
+    *_, slow, end = frames
+    error = decode_frame(slow)
+    assert end is None and isinstance(error, Error) and error.code is Code.SLOW
+    assert conn.offer(b"x") == "dropped"
+
+    conn = Connection(HubSession("digits", lambda _: None, lambda _t, _r: None), limit=1000)
+    for frame in catch_up:
+        conn.offer(frame, hello=True)
+    for _ in range(10):
+        assert conn.offer(b"L" * 20) == "queued"
+    assert conn.queued == 10 * (20 + FRAME_COST)
+    for _ in range(3 + 10):  # the sender takes the catch-up, then the live frames
+        conn.taken(conn.queue.get_nowait())
+    assert conn.queued == 0 and conn.queue.empty()

@@ -35,7 +35,7 @@ from convergent.cli.hub import DEFAULT_PORT, DEFAULT_STORE, create_token, data_f
 from convergent.cli.output import console_for, emit, new_table, when
 from convergent.cli.worker import add_worker_parser, cmd_worker
 from convergent.errors import ConvergentError
-from convergent.server.hub import DEFAULT_QUEUE
+from convergent.server.hub import DEFAULT_QUEUE_MIB
 from convergent.server.tokens import TokenStore
 from convergent.sync.protocol import DEFAULT_MAX_FRAME, Role
 
@@ -94,11 +94,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(an fsync per commit). Default: %(default)s",
     )
     srv.add_argument(
-        "--queue",
-        type=int,
-        default=DEFAULT_QUEUE,
-        help="frames a slow client may have waiting before it must reconnect "
-        "(default: %(default)s)",
+        "--queue-mib",
+        type=float,
+        default=DEFAULT_QUEUE_MIB,
+        metavar="MIB",
+        help="what a slow client may have waiting, in MiB, before it is told to reconnect "
+        "and catch up (default: %(default)s)",
     )
     tok = sub.add_parser("token", help="hand out access tokens")
     tok_sub = tok.add_subparsers(dest="token_command", metavar="ACTION")
@@ -234,8 +235,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             if args.max_frame < 1024:
                 parser.error("--max-frame must be at least 1024 bytes")
-            if args.queue < 2:
-                parser.error("--queue must be at least 2")
+            if not args.queue_mib > 0:
+                parser.error("--queue-mib must be above 0")
             serve(
                 args.host,
                 args.port,
@@ -243,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.run,
                 args.max_frame,
                 durability=args.durability,
-                queue=args.queue,
+                queue_mib=args.queue_mib,
             )
             return 0
         if args.command == "token" and args.token_command == "create":

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TextIO
 
 from convergent.errors import ConvergentError
-from convergent.server.hub import DEFAULT_QUEUE
+from convergent.server.hub import DEFAULT_QUEUE_MIB
 from convergent.sync.protocol import DEFAULT_MAX_FRAME, Role
 
 DEFAULT_PORT = 7433  # not taken by MLflow, TensorBoard, Jupyter, Ray, Gradio, W&B, Dask...
@@ -35,7 +35,7 @@ def serve(
     runs: list[str],
     max_frame: int = DEFAULT_MAX_FRAME,
     durability: str = "normal",
-    queue: int = DEFAULT_QUEUE,
+    queue_mib: float = DEFAULT_QUEUE_MIB,
     out: TextIO = sys.stdout,
 ) -> None:
     """Start a hub and serve until interrupted."""
@@ -46,7 +46,7 @@ def serve(
     hub = Hub(
         data_folder(store),
         max_frame=max_frame,
-        queue=queue,
+        queue_mib=queue_mib,
         durability="full" if durability == "full" else "normal",
     )
     for name in runs:

@@ -161,6 +161,8 @@ async def _pump(websocket: WebSocket, conn: Connection, hub: Hub) -> Any:
         batch = [await conn.queue.get()]
         while batch[-1] is not None and not conn.queue.empty() and len(batch) < COALESCE:
             batch.append(conn.queue.get_nowait())
+        for frame in batch:
+            conn.taken(frame)
         closing = batch[-1] is None
         frames = [f for f in batch if f is not None]
         if len(frames) > 1:

@@ -29,7 +29,8 @@ from convergent.sync.session import WRITABLE, HubSession, Outcome
 
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 T = TypeVar("T")
-DEFAULT_QUEUE = 1024  # frames a connection may have waiting before it is told to reconnect
+DEFAULT_QUEUE_MIB = 16  # what a connection may have waiting before it is told to reconnect
+FRAME_COST = 64  # bytes charged per queued frame beside its own (the Python objects holding it)
 
 
 def check_run_name(name: str) -> str:
@@ -43,37 +44,61 @@ def check_run_name(name: str) -> str:
 
 @dataclass(eq=False)
 class Connection:
-    """One client connection: its session and its bounded outgoing queue."""
+    """One client connection: its session and its outgoing queue, bounded in bytes.
+
+    ``limit`` bounds what may wait: a frame that would take the waiting bytes (each frame
+    charged `FRAME_COST` more) past it gets the connection one SLOW error and a close. A
+    frame offered when nothing is waiting always goes in (one frame may be larger than the
+    limit). The answer to HELLO (WELCOME and the catch-up, what the client asked for) goes in
+    uncharged: it is the first thing queued, and live frames queue behind it by the limit.
+    """
 
     session: HubSession
-    queue: asyncio.Queue[bytes | None]
+    limit: int
+    queue: asyncio.Queue[bytes | None] = field(default_factory=asyncio.Queue)
+    queued: int = 0  # charged bytes waiting, FRAME_COST per frame included
     closing: bool = False
+    _uncharged: int = 0  # frames at the head of the queue put there uncharged
 
     def finish(self, last: list[bytes]) -> None:
         """Send ``last`` (an error frame) and close; whatever was waiting is dropped."""
         while not self.queue.empty():
             self.queue.get_nowait()
+        self.queued = self._uncharged = 0
         self.closing = True
-        for frame in last[-(self.queue.maxsize - 1) :]:
-            self.queue.put_nowait(frame)
+        for frame in last:
+            self._put(frame)
         self.queue.put_nowait(None)
 
-    def offer(self, frame: bytes) -> str:
-        """Queue a frame: ``"queued"``, ``"dropped"`` (closing), or ``"slow"``: the queue was
-        full, so the connection gets one SLOW error and a close."""
+    def offer(self, frame: bytes, *, hello: bool = False) -> str:
+        """Queue a frame (``hello``: part of the answer to HELLO): ``"queued"``,
+        ``"dropped"`` (closing), or ``"slow"``: it would pass the limit, so the connection
+        gets one SLOW error and a close."""
         if self.closing:
             return "dropped"
-        try:
+        if hello:
             self.queue.put_nowait(frame)
+            self._uncharged += 1
             return "queued"
-        except asyncio.QueueFull:
-            while not self.queue.empty():
-                self.queue.get_nowait()
-            self.closing = True
-            slow = Error(Code.SLOW, 0, "fell too far behind the run; reconnect to catch up")
-            self.queue.put_nowait(encode_frame(slow))
-            self.queue.put_nowait(None)  # then close
-            return "slow"
+        if not self.queued or self.queued + len(frame) + FRAME_COST <= self.limit:
+            self._put(frame)
+            return "queued"
+        slow = Error(Code.SLOW, 0, "fell too far behind the run; reconnect to catch up")
+        self.finish([encode_frame(slow)])
+        return "slow"
+
+    def taken(self, frame: bytes | None) -> None:
+        """The sender took ``frame`` off the queue."""
+        if frame is None:
+            return
+        if self._uncharged:
+            self._uncharged -= 1
+        else:
+            self.queued -= len(frame) + FRAME_COST
+
+    def _put(self, frame: bytes) -> None:
+        self.queue.put_nowait(frame)
+        self.queued += len(frame) + FRAME_COST
 
 
 @dataclass
@@ -93,7 +118,7 @@ class Hub:
     Args:
         data: the data folder (created): ``runs/*.convergent`` and ``tokens.sqlite``.
         max_frame: the largest frame accepted, in bytes.
-        queue: frames a connection may have waiting before it must reconnect.
+        queue_mib: what a connection may have waiting, in MiB, before it must reconnect.
         durability: ``"normal"``: an acknowledged edit survives a killed hub process;
             ``"full"``: also a power loss (an fsync per commit).
     """
@@ -103,11 +128,11 @@ class Hub:
         data: str | Path,
         *,
         max_frame: int = DEFAULT_MAX_FRAME,
-        queue: int = DEFAULT_QUEUE,
+        queue_mib: float = DEFAULT_QUEUE_MIB,
         durability: Literal["normal", "full"] = "normal",
     ) -> None:
-        if queue < 2:
-            raise ValueError(f"a connection queue holds at least 2 frames, not {queue}")
+        if not queue_mib > 0:
+            raise ValueError(f"a connection queue holds more than 0 MiB, not {queue_mib}")
         self.data = Path(data)
         self.runs_dir = self.data / "runs"
         try:
@@ -116,7 +141,7 @@ class Hub:
             raise StorageError(f"{self.data}: cannot create the hub's data folder: {err}") from None
         self.tokens = TokenStore(self.data / "tokens.sqlite")
         self.max_frame = max_frame
-        self.queue_limit = queue
+        self.queue_limit = int(queue_mib * 2**20)  # bytes
         self.durability: Literal["normal", "full"] = durability
         self._runs: dict[str, Run] = {}
         self.connections: dict[str, set[Connection]] = {}
@@ -167,7 +192,7 @@ class Hub:
     def open_connection(self, name: str) -> Connection:
         self.stats.connections_total += 1
         session = HubSession(name, self.run, self.authorize, self.max_frame)
-        return Connection(session, asyncio.Queue(maxsize=self.queue_limit))
+        return Connection(session, self.queue_limit)
 
     def receive(self, conn: Connection, data: bytes) -> Outcome:
         """Handle one frame of ``conn``: reply, forward, and register it once welcomed."""
@@ -186,8 +211,9 @@ class Hub:
         if out.close:
             conn.finish(out.reply)
             return out
+        hello = not was_welcomed  # its answer (WELCOME, the catch-up) goes in uncharged
         for frame in out.reply:
-            if conn.offer(frame) == "slow":
+            if conn.offer(frame, hello=hello) == "slow":
                 self.stats.errors["slow"] += 1
         for frame in out.broadcast:
             for other in self.connections.get(session.name, ()):
