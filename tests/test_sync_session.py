@@ -348,3 +348,27 @@ def test_a_live_edit_does_not_walk_every_replica_the_run_has_had(
     assert reads == [run.replica_id] * 3  # the writer's new op, once per edit
     assert max(copied, default=0) < 5  # only an edit's own small contexts are copied
     assert sim.hub.config["lr"] == 0.2
+
+
+def test_pending_reads_nothing_back_for_a_client_that_only_receives(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`synced` (what `wait_synced` and `status` ask on every frame) stays O(1) for a client
+    that receives thousands of ops and sends none, and still answers once the run is closed."""
+    sim = Sim({"reader": "ed", "writer": "ed"})
+    sim.settle()
+    for i in range(300):
+        sim.runs["writer"].notes.add(f"note {i}")
+        sim.push("writer")
+    sim.settle()
+    reader = sim.clients["reader"]
+    reads: list[int] = []
+    store = sim.runs["reader"]._store
+    ops_after = store.ops_after
+    monkeypatch.setattr(store, "ops_after", lambda p, *a: reads.append(p) or ops_after(p, *a))
+    assert reader.synced and reader.pending == 0
+    assert reads == []
+    sim.runs["reader"].notes.add("not sent yet")
+    assert reader.pending == 1
+    sim.runs["reader"].close()
+    assert reader.pending == 1  # from memory: the closed store is not read

@@ -235,8 +235,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             if args.max_frame < 1024:
                 parser.error("--max-frame must be at least 1024 bytes")
-            if not args.queue_mib > 0:
-                parser.error("--queue-mib must be above 0")
+            if not 0 < args.queue_mib < 2**30:
+                parser.error("--queue-mib must be a number of MiB above 0")
             serve(
                 args.host,
                 args.port,

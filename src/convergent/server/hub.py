@@ -131,7 +131,7 @@ class Hub:
         queue_mib: float = DEFAULT_QUEUE_MIB,
         durability: Literal["normal", "full"] = "normal",
     ) -> None:
-        if not queue_mib > 0:
+        if not 0 < queue_mib < 2**30:
             raise ValueError(f"a connection queue holds more than 0 MiB, not {queue_mib}")
         self.data = Path(data)
         self.runs_dir = self.data / "runs"

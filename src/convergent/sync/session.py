@@ -131,9 +131,11 @@ class ClientSession:
         """Ops sent and not yet acknowledged, plus local ops not yet sent."""
         run = self.run
         with run._lock:
-            if self._scanned is None:
+            if self._scanned == run._position:
+                unsent = 0  # nothing stored since everything before was sent
+            elif self._scanned is None or run._closed:
                 unsent = run._version.join(self._sent).dot_count() - self._sent.dot_count()
-            else:
+            else:  # the few ops stored since the last send (received ones move _scanned)
                 sent = self._sent
                 unsent = sum(
                     1
@@ -180,9 +182,15 @@ class ClientSession:
             return self.outgoing()
         if isinstance(frame, Ops):
             incoming = read_bundle(frame.bundle)  # decoded once: merged, then counted
-            self.run.merge(incoming)
-            for op, _, _ in incoming.ops:
-                self._sent.add(op.origin, op.seq)
+            with self.run._lock:
+                # Nothing unsent before these ops (the usual case): they are the hub's, so
+                # the send position moves past them and `pending` never reads them back.
+                moves = self._scanned is not None and self._scanned == self.run._position
+                self.run.merge(incoming)
+                for op, _, _ in incoming.ops:
+                    self._sent.add(op.origin, op.seq)
+                if moves:
+                    self._scanned = self.run._position
             if frame.id <= 1:  # the catch-up's last frame (1), or live ops after it (0)
                 self._caught_up = True
             return []
