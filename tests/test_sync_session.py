@@ -318,9 +318,9 @@ def test_ops_merged_from_elsewhere_after_connecting_are_counted_and_sent() -> No
 def test_a_live_edit_does_not_walk_every_replica_the_run_has_had(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """In a run 2,000 replicas have written to, sending an edit and accepting it at the hub
-    read the store once for the new op and copy no version vector (walking every replica
-    cost 32 ms per edit at 5,000)."""
+    """In a run 2,000 replicas have written to, sending an edit reads the store twice (the
+    ops stored since the last send, their blobs), accepting it at the hub not at all, and
+    neither copies a version vector (walking every replica cost 32 ms per edit at 5,000)."""
     sim = Sim({"a": "ed"})
     for i in range(2000):
         with sim.hub.acting_as(1_000_000 + i):
@@ -330,11 +330,16 @@ def test_a_live_edit_does_not_walk_every_replica_the_run_has_had(
     run.config["lr"] = 0.5
     sim.push("a")
     sim.settle()
-    reads: list[int] = []
+    reads: list[tuple[str, object]] = []
     copied: list[int] = []
-    for store in (run._store, sim.hub._store):
-        ops_of = store.ops_of
-        monkeypatch.setattr(store, "ops_of", lambda o, a, f=ops_of: reads.append(o) or f(o, a))
+    for where, store in (("writer", run._store), ("hub", sim.hub._store)):
+        for name in ("ops_of", "ops_after", "blobs_of", "get_op"):
+            read = getattr(store, name)
+            monkeypatch.setattr(
+                store,
+                name,
+                lambda *a, f=read, key=f"{where}.{name}": reads.append((key, a[0])) or f(*a),
+            )
     copy = CausalContext.copy
     monkeypatch.setattr(
         CausalContext, "copy", lambda self: copied.append(len(self.replicas())) or copy(self)
@@ -345,7 +350,10 @@ def test_a_live_edit_does_not_walk_every_replica_the_run_has_had(
         assert client.pending == 1
         sim.settle()
         assert client.synced
-    assert reads == [run.replica_id] * 3  # the writer's new op, once per edit
+    # Per edit, one read of what was stored since the last send and one of the blobs the
+    # writer's new op brought; nothing per replica, and nothing at the hub.
+    assert [key for key, _ in reads] == ["writer.ops_after", "writer.blobs_of"] * 3
+    assert {arg for key, arg in reads if key == "writer.blobs_of"} == {run.replica_id}
     assert max(copied, default=0) < 5  # only an edit's own small contexts are copied
     assert sim.hub.config["lr"] == 0.2
 

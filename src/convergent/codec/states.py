@@ -17,6 +17,7 @@ unique, no key maps to an empty store, no count exceeds the bytes that remain.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from itertools import pairwise
 from typing import Any, TypeVar
 
@@ -327,18 +328,7 @@ def _write_dots(
 ) -> None:
     """Dots (already in dot order) as intervals per replica of the table."""
     if len(reps) <= wire.SMALL:
-        runs: dict[int, list[tuple[int, int]]] = {}
-        for rid, c in zip(reps.tolist(), ctrs.tolist(), strict=True):
-            ivs = runs.setdefault(rid, [])
-            if ivs and ivs[-1][1] + 1 == c:
-                ivs[-1] = (ivs[-1][0], c)
-            else:
-                ivs.append((c, c))
-        for rid in table:
-            if rid in runs:
-                _write_intervals(w, runs[rid])
-            else:
-                w.uvarint(0)
+        _write_few_dots(w, table, zip(reps.tolist(), ctrs.tolist(), strict=True))
         return
     tab = np.array(table, dtype=np.uint64)
     idx = np.searchsorted(tab, reps)
@@ -353,6 +343,22 @@ def _write_dots(
         los = c[np.concatenate([[0], brk])].tolist()
         his = c[np.concatenate([brk - 1, [len(c) - 1]])].tolist()
         _write_intervals(w, list(zip(los, his, strict=True)))
+
+
+def _write_few_dots(w: Writer, table: list[int], dots: Iterable[tuple[int, int]]) -> None:
+    """`_write_dots` for a few dots (in dot order), with plain loops."""
+    runs: dict[int, list[tuple[int, int]]] = {}
+    for rid, c in dots:
+        ivs = runs.setdefault(rid, [])
+        if ivs and ivs[-1][1] + 1 == c:
+            ivs[-1] = (ivs[-1][0], c)
+        else:
+            ivs.append((c, c))
+    for rid in table:
+        if rid in runs:
+            _write_intervals(w, runs[rid])
+        else:
+            w.uvarint(0)
 
 
 def _read_dots(
@@ -418,19 +424,7 @@ def _write_flat_small(w: Writer, m: DotMap, table: list[int], keyed: bool) -> No
     keys, reps, ctrs, hlcs, vals = m.overlay_rows()
     order = sorted(range(len(reps)), key=lambda i: (reps[i], ctrs[i]))
     w.uvarint(len(order))
-    runs: dict[int, list[tuple[int, int]]] = {}
-    for i in order:
-        ivs = runs.setdefault(reps[i], [])
-        c = ctrs[i]
-        if ivs and ivs[-1][1] + 1 == c:
-            ivs[-1] = (ivs[-1][0], c)
-        else:
-            ivs.append((c, c))
-    for rid in table:
-        if rid in runs:
-            _write_intervals(w, runs[rid])
-        else:
-            w.uvarint(0)
+    _write_few_dots(w, table, ((reps[i], ctrs[i]) for i in order))
     if keyed:
         write_column(w, [keys[i] for i in order])
     if m.kind is REGISTER_LEAF:

@@ -487,31 +487,18 @@ class Run:
             return bundle
 
     def _export(
-        self, theirs: CausalContext, origins: Iterable[int], after: Mapping[int, int] | None = None
+        self, theirs: CausalContext, origins: Iterable[int]
     ) -> tuple[bytes, list[tuple[int, int]]]:
         """The ops of ``origins`` that ``theirs`` lacks, with their blobs, as a bundle, and
-        their ids. ``after[origin]``, where given, says that no op of ``origin`` up to that
-        sequence number is wanted (the caller knows; it spares the store a longer read)."""
-        ops: list[tuple[bytes, dict[bytes, bytes]]] = []
-        ids: list[tuple[int, int]] = []
+        their ids."""
+        wanted: dict[int, dict[int, bytes]] = {}
         for origin in origins:
             held = theirs.intervals(origin)
             start = held[0][1] if held and held[0][0] == 1 else 0
-            if after is not None:
-                start = max(start, after.get(origin, 0))
-            wanted: dict[int, tuple[bytes, dict[bytes, bytes]]] = {}
             for stored in self._store.ops_of(origin, start):
                 if (origin, stored.seq) not in theirs:
-                    wanted[stored.seq] = (stored.data, {})
-            if not wanted:
-                continue
-            for seq, digest, data in self._store.blobs_of(origin, start):
-                if seq in wanted:
-                    wanted[seq][1][digest] = data
-            for seq in sorted(wanted):
-                ops.append(wanted[seq])
-                ids.append((origin, seq))
-        return encode_bundle(Bundle(self.id, tuple(ops))), ids
+                    wanted.setdefault(origin, {})[stored.seq] = stored.data
+        return self._bundle(wanted)
 
     def _export_after(
         self, position: int, theirs: CausalContext
@@ -520,17 +507,27 @@ class Run:
         the position they reach: a live client's "what is new since I last sent", read
         without walking every replica the run has ever had."""
         with self._lock:
-            first: dict[int, int] = {}
+            wanted: dict[int, dict[int, bytes]] = {}
             for _, stored in self._store.ops_after(position):
                 if (stored.origin, stored.seq) not in theirs:
-                    seq = first.get(stored.origin)
-                    if seq is None or stored.seq < seq:
-                        first[stored.origin] = stored.seq
-            if not first:
-                return encode_bundle(Bundle(self.id, ())), [], self._position
-            before = {origin: seq - 1 for origin, seq in first.items()}
-            bundle, ids = self._export(theirs, sorted(first), before)
-            return bundle, ids, self._position
+                    wanted.setdefault(stored.origin, {})[stored.seq] = stored.data
+            return (*self._bundle(wanted), self._position)
+
+    def _bundle(self, wanted: dict[int, dict[int, bytes]]) -> tuple[bytes, list[tuple[int, int]]]:
+        """``wanted[origin][seq]`` (op bytes) with the blobs each op brought, as a bundle
+        (replicas and ops in order), and the ops' ids."""
+        ops: list[tuple[bytes, dict[bytes, bytes]]] = []
+        ids: list[tuple[int, int]] = []
+        for origin in sorted(wanted):
+            of_origin = wanted[origin]
+            blobs: dict[int, dict[bytes, bytes]] = {}
+            for seq, digest, data in self._store.blobs_of(origin, min(of_origin) - 1):
+                if seq in of_origin:
+                    blobs.setdefault(seq, {})[digest] = data
+            for seq in sorted(of_origin):
+                ops.append((of_origin[seq], blobs.get(seq, {})))
+                ids.append((origin, seq))
+        return encode_bundle(Bundle(self.id, tuple(ops))), ids
 
     def holds(self, origin: int, seq: int) -> bool:
         """Whether this replica holds op ``seq`` of replica ``origin`` (no copy of the
