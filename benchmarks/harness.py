@@ -311,10 +311,18 @@ class WorkerResult:
         return statistics.median(self.runs) if self.runs else None
 
 
+def child_env(**extra: str) -> dict[str, str]:
+    """This process's environment for a child ``python -m benchmarks...`` (or a server): the
+    project's ``src`` and root on ``PYTHONPATH`` before whatever was there, plus ``extra``."""
+    env = dict(os.environ, **extra)
+    paths = (str(ROOT / "src"), str(ROOT), env.get("PYTHONPATH", ""))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+    return env
+
+
 def run_worker(args: Sequence[str], timeout: float) -> WorkerResult:
     """Run ``python -m benchmarks._pycrdt_worker *args`` with a wall-clock limit."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    env = child_env()
     cmd = [sys.executable, "-m", "benchmarks._pycrdt_worker", *args]
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=ROOT, env=env)

@@ -41,6 +41,7 @@ from benchmarks.harness import (
     ROOT,
     Table,
     Targets,
+    child_env,
     fmt_float,
     fmt_int,
     fmt_ms,
@@ -104,15 +105,12 @@ class Server:
 
 
 def _spawn(args: list[str]) -> tuple[subprocess.Popen[str], queue.Queue[str]]:
-    env = dict(os.environ)
-    paths = (str(ROOT / "src"), str(ROOT), env.get("PYTHONPATH", ""))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     proc = subprocess.Popen(
         [sys.executable, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env=env,
+        env=child_env(),
         cwd=ROOT,
     )
     lines: queue.Queue[str] = queue.Queue()

@@ -19,7 +19,7 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
-from benchmarks.harness import ROOT, Table, fmt_int, progress, scaled
+from benchmarks.harness import ROOT, Table, child_env, fmt_int, progress, scaled
 
 EDITS = 1000
 STAGES = (
@@ -32,9 +32,6 @@ _COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
 
 
 def _instructions(system: str, stages: int, edits: int) -> int:
-    env = dict(os.environ, PYTHONHASHSEED="0")
-    paths = (str(ROOT / "src"), str(ROOT), env.get("PYTHONPATH", ""))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     done = subprocess.run(
         [
             "valgrind",
@@ -49,7 +46,7 @@ def _instructions(system: str, stages: int, edits: int) -> int:
         ],
         capture_output=True,
         text=True,
-        env=env,
+        env=child_env(PYTHONHASHSEED="0"),
         cwd=ROOT,
         timeout=1800,
         check=False,

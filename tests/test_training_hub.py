@@ -12,7 +12,23 @@ import torch
 
 import convergent
 from convergent.training import attach
+from convergent.training.live import Live
 from test_hub import start_hub
+
+
+def train_steps(
+    live: Live, model: torch.nn.Module, optimizer: torch.optim.Optimizer, n: int
+) -> None:
+    """``n`` optimizer steps on the live run's batches, each reported to ``live.step``."""
+    batches = live.batches()
+    for _ in range(n):
+        xb, yb = next(batches)
+        loss = torch.nn.functional.cross_entropy(model(xb), yb)
+        optimizer.zero_grad()
+        loss.backward()  # type: ignore[no-untyped-call]
+        optimizer.step()
+        live.step(loss=loss.item())
+    live.flush()  # commit the buffered points now (the flusher would, within 0.2 s)
 
 
 def test_a_trainer_keeps_training_through_a_hub_outage(tmp_path: Path) -> None:
@@ -32,22 +48,11 @@ def test_a_trainer_keeps_training_through_a_hub_outage(tmp_path: Path) -> None:
         trainer.wait_synced()
         editor.wait_until(lambda: "lr" in editor.schema)
 
-        def steps(n: int) -> None:
-            batches = live.batches()
-            for _ in range(n):
-                xb, yb = next(batches)
-                loss = torch.nn.functional.cross_entropy(model(xb), yb)
-                optimizer.zero_grad()
-                loss.backward()  # type: ignore[no-untyped-call]
-                optimizer.step()
-                live.step(loss=loss.item())
-            live.flush()  # commit the buffered points now (the flusher would, within 0.2 s)
-
-        steps(10)
+        train_steps(live, model, optimizer, 10)
         editor.config["lr"] = 0.02  # another client, through the hub
         editor.wait_synced()
         trainer.wait_until(lambda: trainer.config["lr"] == 0.02)
-        steps(1)
+        train_steps(live, model, optimizer, 1)
         assert optimizer.param_groups[0]["lr"] == 0.02
         trainer.wait_synced()  # the trainer's "in effect at step 10" reaches everyone
         editor.wait_until(
@@ -60,7 +65,8 @@ def test_a_trainer_keeps_training_through_a_hub_outage(tmp_path: Path) -> None:
         hub.proc.send_signal(signal.SIGKILL)  # the hub goes away mid-run
         hub.proc.wait(timeout=10)
         trainer.wait_until(lambda: not trainer.status.online, timeout=20)
-        steps(30)  # training goes on offline; metrics go to the local store
+        # Training goes on offline; metrics go to the local store.
+        train_steps(live, model, optimizer, 30)
         assert trainer.status.pending > 0
         hub = start_hub(store, port)
         trainer.wait_synced(timeout=30)
@@ -92,15 +98,7 @@ def test_a_worker_token_trains_with_the_rules_the_run_has(tmp_path: Path) -> Non
         assert sorted(trainer.schema) == ["lr"]  # momentum etc. were not declared
         assert optimizer.param_groups[0]["lr"] == 0.1  # the run's lr, applied
         assert optimizer.param_groups[0]["momentum"] == 0.9  # the optimizer's own
-        batches = live.batches()
-        for _ in range(3):
-            xb, yb = next(batches)
-            loss = torch.nn.functional.cross_entropy(model(xb), yb)
-            optimizer.zero_grad()
-            loss.backward()  # type: ignore[no-untyped-call]
-            optimizer.step()
-            live.step(loss=loss.item())
-        live.flush()
+        train_steps(live, model, optimizer, 3)
         trainer.wait_synced(30)  # nothing refused: metrics are a worker's to write
         editor.wait_until(lambda: len(editor.metrics("loss")) == 3, timeout=30)
     finally:

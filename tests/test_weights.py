@@ -542,32 +542,20 @@ def test_time_out_skips_the_missing_and_drops_a_worker_that_missed_twice() -> No
     late = s.expected(3)[-1]
     a = Actor(ReplicaId(10))
     others = [rid for rid in s.expected(3) if rid != late]
-    for rid in others:  # everyone but ``late`` trains round 3 ...
-        base = s.fold(2).digest
-        s.join_inplace(
-            s.contribute(
-                3,
-                quantize(np.zeros(P), SIZES, "fp16"),
-                n_samples=1,
-                codec="fp16",
-                base=base,
-                by=Actor(ReplicaId(rid)),
+
+    def others_train(state: Weights, round: int) -> None:
+        base = state.fold(round - 1).digest
+        for rid in others:
+            zeros = quantize(np.zeros(P), SIZES, "fp16")
+            by = Actor(ReplicaId(rid))
+            state.join_inplace(
+                state.contribute(round, zeros, n_samples=1, codec="fp16", base=base, by=by)
             )
-        )
+
+    others_train(s, 3)  # everyone but ``late`` trains round 3 ...
     once = s.join(s.time_out(3, by=a))
     assert once.slots[(3, late)] is SKIP and late in once.expected(4)  # one miss: still in
-    for rid in others:
-        base = once.fold(3).digest
-        once.join_inplace(
-            once.contribute(
-                4,
-                quantize(np.zeros(P), SIZES, "fp16"),
-                n_samples=1,
-                codec="fp16",
-                base=base,
-                by=Actor(ReplicaId(rid)),
-            )
-        )
+    others_train(once, 4)
     twice = once.join(once.time_out(4, by=a))
     assert late not in twice.expected(5)  # two misses in a row: tombstoned
     # Two replicas timing out concurrently write the same delta: one outcome.
